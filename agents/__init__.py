@@ -1,0 +1,1 @@
+"""Agents: one module each, topic in, pure function, sink out."""

@@ -1,0 +1,124 @@
+"""`requests` → gzip NDJSON objects in S3, every raw record, good or bad.
+
+The archive reads with its own consumer group and commits a partition's offset right
+after each object is stored. Faust's shared group commits only offsets that every agent
+has acknowledged, so archive objects could not decide where a replay starts; with a
+group of its own, a restart always resumes at the first offset of an object and rewrites
+it under the same name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from mode import Service
+
+from leadedge.app import app, settings
+from leadedge.archive import PartitionBuffer, hour_of
+from leadedge.config import bootstrap_servers
+from leadedge.models import SourceRecord
+from leadedge.sinks.s3 import S3Sink
+
+log = logging.getLogger(__name__)
+
+
+class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, archive: RawArchive) -> None:
+        self.archive = archive
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            await self.archive.flush(tp)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+@app.service
+class RawArchive(Service):
+    """Buffers each partition's raw records and stores them as one object at a time."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.sink = S3Sink(
+            endpoint_url=settings.s3_endpoint,
+            bucket=settings.s3_bucket,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key.get_secret_value(),
+        )
+        self.buffers: dict[TopicPartition, PartitionBuffer] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def on_start(self) -> None:
+        """Open the S3 client and the archive's consumer."""
+        await self.sink.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(settings.broker),
+            group_id=f"{settings.app_id}-archive",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=2000,
+        )
+        await self.consumer.start()
+        self.consumer.subscribe([settings.requests_topic], listener=_FlushOnRevoke(self))
+
+    async def on_stop(self) -> None:
+        """Store what is buffered, commit it, then close: a graceful stop loses nothing."""
+        if self.consumer is not None:
+            for tp in list(self.buffers):
+                await self.flush(tp)
+            await self.consumer.stop()
+        await self.sink.stop()
+
+    @Service.task
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        while not self.should_stop:
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
+            for tp, messages in batches.items():
+                for message in messages:
+                    await self.add(
+                        tp,
+                        SourceRecord(
+                            topic=message.topic,
+                            partition=message.partition,
+                            offset=message.offset,
+                            timestamp_ms=message.timestamp,
+                            key=message.key,
+                            value=message.value,
+                        ),
+                    )
+            await self.flush_aged()
+
+    async def add(self, tp: TopicPartition, record: SourceRecord) -> None:
+        """Buffer one record, rotating on the hour boundary and on size."""
+        hour = hour_of(record.timestamp_ms)
+        buffer = self.buffers.get(tp)
+        if buffer is not None and buffer.hour != hour:
+            await self.flush(tp)
+            buffer = None
+        if buffer is None:
+            buffer = PartitionBuffer(tp.topic, tp.partition, hour, record.offset, time.monotonic())
+            self.buffers[tp] = buffer
+        buffer.add(record)
+        if buffer.size >= settings.archive_max_bytes:
+            await self.flush(tp)
+
+    async def flush_aged(self) -> None:
+        """Age is checked on the wall clock, so idle partitions are stored too."""
+        now = time.monotonic()
+        for tp, buffer in list(self.buffers.items()):
+            if now - buffer.opened_at >= settings.archive_max_age_s:
+                await self.flush(tp)
+
+    async def flush(self, tp: TopicPartition) -> None:
+        """Store the partition's object, then commit the offset after its last record."""
+        buffer = self.buffers.pop(tp, None)
+        if buffer is None or not buffer.lines:
+            return
+        await self.sink.write([(buffer.key(settings.s3_prefix), buffer.body())])
+        assert self.consumer is not None
+        await self.consumer.commit({tp: buffer.last_offset + 1})

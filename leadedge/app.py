@@ -1,0 +1,84 @@
+"""The Faust app and its topics; agents and tables register by autodiscovery."""
+
+from __future__ import annotations
+
+import faust
+
+from leadedge.config import Settings, bootstrap_servers, get_settings
+from leadedge.kafka_admin import TopicSpec, ensure_topics
+
+settings = get_settings()
+
+
+class LeadEdgeApp(faust.App):
+    """The Faust app, plus the topics it owns created before its consumer starts."""
+
+    async def on_first_start(self) -> None:
+        """Create missing topics first: Faust creates only its internal ones."""
+        await super().on_first_start()
+        if self.conf.broker[0].scheme == "kafka":
+            await ensure_topics(bootstrap_servers(settings.broker), topic_specs(settings))
+
+
+def topic_specs(config: Settings) -> list[TopicSpec]:
+    """The three topics of DESIGN's dataflow."""
+    return [
+        TopicSpec(config.requests_topic, config.partitions, config.replication_factor),
+        TopicSpec(
+            config.merged_topic,
+            config.partitions,
+            config.replication_factor,
+            {"cleanup.policy": "compact"},
+        ),
+        TopicSpec(config.dlq_topic, config.partitions, config.replication_factor),
+    ]
+
+
+app = LeadEdgeApp(
+    settings.app_id,
+    broker=settings.broker,
+    store=settings.store,
+    autodiscover=["agents", "tables", "leadedge.views"],
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    topic_allow_declare=True,
+    web_port=settings.web_port,
+    # The address other workers use to forward a lookup to the owner of an id.
+    web_host=settings.web_host,
+    # Tables keep JSON; the topics below override this with raw bytes.
+    key_serializer="json",
+    value_serializer="json",
+    # Every record the merge writes must survive a broker failover before it is acked.
+    producer_acks=-1,
+    # A new consumer group starts at the beginning: no event already in the topic is skipped.
+    consumer_auto_offset_reset="earliest",
+)
+
+# Raw bytes in: the merge agent validates them itself, so a bad record is routed to the
+# dead-letter topic with its original bytes instead of crashing a deserializer.
+requests_topic = app.topic(
+    settings.requests_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+merged_topic = app.topic(
+    settings.merged_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+    config={"cleanup.policy": "compact"},
+)
+dlq_topic = app.topic(
+    settings.dlq_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+

@@ -1,0 +1,96 @@
+"""The one settings class: every `LEADEDGE_*` variable, read once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from leadedge.exceptions import ConfigError
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Configuration of a leadedge worker and its tools.
+
+    Defaults match the local stack (`leadedge stack up`), so a worker started with no
+    variables at all talks to it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LEADEDGE_", frozen=True, extra="ignore")
+
+    # Kafka and the Faust app
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = "leadedge"
+    requests_topic: str = "requests"
+    merged_topic: str = "merged-requests"
+    dlq_topic: str = "requests-dlq"
+    partitions: int = Field(8, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    store: str = "rocksdb://"
+    web_port: int = Field(6066, ge=1, le=65535)
+    web_host: str = "127.0.0.1"
+
+    # Merge rules and enrichment
+    ipaddress_field: str = "ipaddress"
+    useragent_field: str = "useragent"
+    # Empty: every field may take increments (DESIGN rule 7 when set).
+    counter_fields: Annotated[tuple[str, ...], NoDecode] = ()
+    geoip_db: Path | None = None
+    max_event_bytes: int = Field(64 * 1024, ge=256)
+
+    # Elasticsearch
+    es_url: str = "http://127.0.0.1:9200"
+    es_alias: str = "leadedge-requests"
+    es_batch_size: int = Field(500, ge=1)
+    es_linger_ms: int = Field(50, ge=0)
+    es_refresh_interval: str = "1s"
+
+    # S3 archive
+    s3_endpoint: str = "http://127.0.0.1:9000"
+    s3_bucket: str = "leadedge"
+    s3_prefix: str = "raw"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = "leadedge"
+    s3_secret_access_key: SecretStr = SecretStr("leadedge-secret")
+    archive_max_bytes: int = Field(8 * MIB, ge=1024)
+    archive_max_age_s: float = Field(60.0, ge=1.0)
+
+    # HTTP
+    api_keys_file: Path | None = None
+
+    # Local stack tooling (`leadedge stack …`)
+    stack_dir: Path = Path(".stack")
+    stack_cache: Path = Path.home() / ".cache" / "leadedge"
+
+    @field_validator("counter_fields", mode="before")
+    @classmethod
+    def _split_counter_fields(cls, value: object) -> object:
+        # A comma-separated list reads better in an environment variable than JSON.
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the environment once; a bad value raises `ConfigError` naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LEADEDGE_{'_'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        msg = f"invalid configuration: {problems}"
+        raise ConfigError(msg) from exc
+
+
+def bootstrap_servers(broker: str) -> str:
+    """`kafka://host:port;kafka://host2:port` (Faust's form) as aiokafka's `host:port,…`."""
+    hosts = (part.strip() for part in broker.replace(";", ",").split(","))
+    return ",".join(host.removeprefix("kafka://") for host in hosts if host)

@@ -1,0 +1,55 @@
+"""Create leadedge's topics before anything subscribes to them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic as leadedge needs it."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float = 60.0) -> None:
+    """Create the missing topics and wait until the cluster's metadata lists them.
+
+    The broker's auto-creation is off and a consumer that subscribes to a topic that
+    does not exist yet ignores it until its next metadata refresh, minutes later.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config)
+                        for s in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another worker created it meanwhile
+            log.info("created topics %s", ", ".join(s.name for s in missing))
+        wanted = {spec.name for spec in specs}
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not wanted <= set(await admin.list_topics()):
+            if asyncio.get_running_loop().time() > deadline:
+                msg = f"topics {sorted(wanted)} did not appear within {timeout_s:.0f}s"
+                raise TimeoutError(msg)
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()

@@ -1,0 +1,46 @@
+"""The shapes that flow through leadedge: an accepted event, a rejected one, a record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# A merged request as kept in the table: the merged fields plus bookkeeping whose names
+# start with "_" (input events may not use such names, so they never collide).
+State = dict[str, Any]
+
+DEFAULT_PROJECT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """Where a raw Kafka record came from, and its bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A valid input event: the request id, its bookkeeping, and the fields to merge."""
+
+    id: str
+    project: str
+    ts_ms: int
+    event_id: str | None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an event was refused: a stable reason code and a sentence for people."""
+
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"

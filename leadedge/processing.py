@@ -1,0 +1,63 @@
+"""One raw record through validation, merge and enrichment: the merge agent's whole job.
+
+Pure: the caller looks the previous state up and stores the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from leadedge.enrich import Enricher
+from leadedge.merge import Applied, Duplicate, MergeRules, merge_event
+from leadedge.models import Rejection, SourceRecord, State
+from leadedge.validate import parse_event
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """The record changed request `request_id`; `state` is what to store."""
+
+    request_id: str
+    state: State
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """The record was a redelivery or a repeated event_id."""
+
+    request_id: str
+    why: str
+
+
+Outcome = Merged | Skipped | Rejection
+StateLookup = Callable[[str], State | None]
+
+
+class RecordProcessor:
+    """Validates, merges and enriches records with one deployment's rules."""
+
+    def __init__(self, rules: MergeRules, enricher: Enricher, max_event_bytes: int) -> None:
+        self.rules = rules
+        self.enricher = enricher
+        self.max_event_bytes = max_event_bytes
+
+    def process(self, record: SourceRecord, lookup: StateLookup) -> Outcome:
+        """Apply one record to the state `lookup` returns for its request id."""
+        event = parse_event(
+            record.value,
+            key=record.key,
+            record_ts_ms=record.timestamp_ms,
+            max_bytes=self.max_event_bytes,
+        )
+        if isinstance(event, Rejection):
+            return event
+        before = lookup(event.id)
+        outcome = merge_event(before, event, self.rules, (record.partition, record.offset))
+        if isinstance(outcome, Rejection):
+            return outcome
+        if isinstance(outcome, Duplicate):
+            return Skipped(event.id, outcome.why)
+        assert isinstance(outcome, Applied)
+        return Merged(event.id, self.enricher.enrich(before, outcome.state))
+

@@ -1,0 +1,1 @@
+"""Plain sink classes: explicit arguments, `start()`, `write(batch)`, `stop()`."""

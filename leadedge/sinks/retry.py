@@ -1,0 +1,38 @@
+"""Capped exponential backoff for transient sink failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def retry_forever(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    is_transient: Callable[[BaseException], bool],
+    what: str,
+    log: logging.Logger,
+    first_delay: float = 0.2,
+    max_delay: float = 10.0,
+) -> T:
+    """Run `attempt` until it succeeds; a permanent error is raised at once.
+
+    Blocking here is the backpressure: the caller's stream stops consuming, nothing is
+    acknowledged, nothing is buffered without bound.
+    """
+    delay = first_delay
+    failures = 0
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            failures += 1
+            log.warning("%s failed (attempt %d), retrying in %.1fs: %r", what, failures, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)

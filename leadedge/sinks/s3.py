@@ -1,0 +1,95 @@
+"""Stores archive objects in S3 (or any S3 API), retrying until each one is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from leadedge.exceptions import SinkError
+from leadedge.sinks.retry import retry_forever
+
+log = logging.getLogger(__name__)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+        return int(status) >= 500 or int(status) in (408, 429)
+    return isinstance(exc, (botocore.exceptions.BotoCoreError, OSError))
+
+
+class S3Sink:
+    """Puts whole objects; `write` returns only when every object of the batch is stored."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str,
+        bucket: str,
+        region: str,
+        access_key_id: str,
+        secret_access_key: str,
+        server_side_encryption: str | None = None,
+    ) -> None:
+        self.endpoint_url = endpoint_url
+        self.bucket = bucket
+        self.region = region
+        self._credentials = (access_key_id, secret_access_key)
+        self.server_side_encryption = server_side_encryption
+        self._client: Any = None
+
+    async def start(self) -> None:
+        """Create the client; the bucket must exist."""
+        self._client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self._credentials[0],
+            aws_secret_access_key=self._credentials[1],
+            config=botocore.config.Config(
+                retries={"max_attempts": 2, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=30,
+            ),
+        )
+
+    async def write(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        """Store each (key, body); blocks, retrying, while S3 is unreachable."""
+        if self._client is None:
+            msg = "S3Sink.write called before start()"
+            raise SinkError(msg)
+        for key, body in batch:
+            started = time.monotonic()
+            await retry_forever(
+                lambda key=key, body=body: asyncio.to_thread(self._put, key, body),
+                is_transient=_is_transient,
+                what=f"S3 put s3://{self.bucket}/{key}",
+                log=log,
+            )
+            log.info(
+                "stored s3://%s/%s (%d bytes) in %.0f ms",
+                self.bucket, key, len(body), (time.monotonic() - started) * 1000,
+            )
+
+    def _put(self, key: str, body: bytes) -> None:
+        extra = {"ServerSideEncryption": self.server_side_encryption} if self.server_side_encryption else {}
+        self._client.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/gzip",
+            **extra,
+        )
+
+    async def stop(self) -> None:
+        """Release the client."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None

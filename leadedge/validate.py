@@ -1,0 +1,162 @@
+"""Turn raw record bytes into an `Event`, or a `Rejection` that says what is wrong.
+
+The HTTP collector and the merge agent both call `parse_event`, so a producer gets the
+same verdict whichever way it sends.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from leadedge.models import DEFAULT_PROJECT, Event, Rejection
+
+MAX_ID_LENGTH = 256
+MAX_DEPTH = 16
+RESERVED_FIELDS = frozenset({"created_at", "updated_at", "event_count", "geo", "user_agent"})
+BOOKKEEPING_FIELDS = frozenset({"id", "ts", "event_id", "project"})
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _json_error(text: str) -> Rejection:
+    # orjson refuses NaN and Infinity like any other invalid JSON; say which it was.
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        if str(exc) in {"NaN", "Infinity", "-Infinity"}:
+            return Rejection("non_finite_number", f"{exc} is not a JSON number")
+        return Rejection("not_json", f"value is not valid JSON: {exc}")
+    return Rejection("not_json", "value is not valid JSON")
+
+
+def decode_json(value: bytes | None) -> Any | Rejection:
+    """Parse record bytes as JSON, or say why they are not."""
+    if value is None:
+        return Rejection("empty_value", "the record has no value")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection("not_utf8", f"value is not UTF-8: {exc.reason} at byte {exc.start}")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return _json_error(text)
+
+
+def _depth_problem(value: Any, depth: int = 1) -> bool:
+    if depth > MAX_DEPTH:
+        return True
+    if isinstance(value, dict):
+        return any(_depth_problem(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_depth_problem(v, depth + 1) for v in value)
+    return False
+
+
+def _field_name_problem(fields: dict[str, Any], path: str = "") -> Rejection | None:
+    for name, value in fields.items():
+        if name.startswith("_"):
+            return Rejection("underscore_field", f"field {path}{name!r} starts with '_'")
+        if not path and name in RESERVED_FIELDS:
+            return Rejection("reserved_field", f"field {name!r} is derived by leadedge")
+        if isinstance(value, float) and not math.isfinite(value):
+            return Rejection("non_finite_number", f"field {path}{name!r} is not finite")
+        if isinstance(value, dict):
+            problem = _field_name_problem(value, f"{path}{name}.")
+            if problem:
+                return problem
+    return None
+
+
+def parse_ts(raw: Any) -> int | Rejection:
+    """Event time as epoch milliseconds: RFC 3339 string or epoch milliseconds."""
+    if isinstance(raw, bool):
+        return Rejection("bad_ts", "ts must be an RFC 3339 string or epoch milliseconds")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and math.isfinite(raw):
+        return int(raw)
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw.replace("z", "Z"))
+        except ValueError:
+            return Rejection("bad_ts", f"ts {raw!r} is not an RFC 3339 time")
+        if parsed.tzinfo is None:
+            return Rejection("bad_ts", f"ts {raw!r} has no time zone offset")
+        return int(parsed.timestamp() * 1000)
+    return Rejection("bad_ts", "ts must be an RFC 3339 string or epoch milliseconds")
+
+
+def _parse_id(raw: Any) -> str | Rejection:
+    if raw is None:
+        return Rejection("missing_id", "the event has no 'id'")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        return Rejection("id_type", f"'id' must be a string or an integer, not {type(raw).__name__}")
+    request_id = str(raw)
+    if not request_id:
+        return Rejection("empty_id", "'id' is empty")
+    if len(request_id) > MAX_ID_LENGTH:
+        return Rejection("id_too_long", f"'id' has {len(request_id)} characters, over {MAX_ID_LENGTH}")
+    return request_id
+
+
+def parse_event(
+    value: bytes | None,
+    *,
+    key: bytes | None,
+    record_ts_ms: int,
+    max_bytes: int,
+    check_key: bool = True,
+) -> Event | Rejection:
+    """Validate one record; `check_key` is off for HTTP bodies, which carry no key."""
+    if value is not None and len(value) > max_bytes:
+        return Rejection("too_large", f"event has {len(value)} bytes, over {max_bytes}")
+    doc = decode_json(value)
+    if isinstance(doc, Rejection):
+        return doc
+    return event_from_object(doc, key=key, record_ts_ms=record_ts_ms, check_key=check_key)
+
+
+def event_from_object(
+    doc: Any, *, key: bytes | None, record_ts_ms: int, check_key: bool = True
+) -> Event | Rejection:
+    """Validate an already decoded JSON value as an event."""
+    if not isinstance(doc, dict):
+        return Rejection("not_object", f"event must be a JSON object, not {type(doc).__name__}")
+    request_id = _parse_id(doc.get("id"))
+    if isinstance(request_id, Rejection):
+        return request_id
+    # The id decides the partition, and so which worker owns the merged request: a key
+    # that says otherwise would split one request's events across owners.
+    if check_key and key != request_id.encode():
+        shown = key.decode("utf-8", "replace") if key is not None else None
+        return Rejection("key_mismatch", f"record key {shown!r} is not the event id {request_id!r}")
+    if _depth_problem(doc):
+        return Rejection("too_deep", f"event nests deeper than {MAX_DEPTH} levels")
+    fields = {k: v for k, v in doc.items() if k not in BOOKKEEPING_FIELDS}
+    problem = _field_name_problem(fields)
+    if problem:
+        return problem
+    ts_ms = parse_ts(doc["ts"]) if doc.get("ts") is not None else record_ts_ms
+    if isinstance(ts_ms, Rejection):
+        return ts_ms
+    project = doc.get("project", DEFAULT_PROJECT)
+    if not isinstance(project, str) or not project:
+        return Rejection("bad_project", "'project' must be a non-empty string")
+    event_id = doc.get("event_id")
+    if event_id is not None and not isinstance(event_id, (str, int)):
+        return Rejection("bad_event_id", "'event_id' must be a string or an integer")
+    return Event(
+        id=request_id,
+        project=project,
+        ts_ms=ts_ms,
+        event_id=None if event_id is None else str(event_id),
+        fields=fields,
+    )

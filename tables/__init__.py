@@ -1,0 +1,1 @@
+"""State definitions: Faust tables backed by changelog topics."""
