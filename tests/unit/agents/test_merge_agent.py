@@ -1,0 +1,89 @@
+"""The merge agent through Faust's test_context, with topic sends recorded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.merge import merge_requests
+from leadedge.app import app, dlq_topic, merged_topic
+from tables.merged_requests import merged_requests
+
+
+class RecordingTopic:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    async def send(self, **record: Any) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture()
+async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, RecordingTopic]]:
+    recorded = {"merged": RecordingTopic(), "dlq": RecordingTopic()}
+    monkeypatch.setattr(merged_topic, "send", recorded["merged"].send)
+    monkeypatch.setattr(dlq_topic, "send", recorded["dlq"].send)
+    app.finalize()
+    app.flow_control.resume()
+    yield recorded
+    merged_requests.data.clear()
+
+
+async def test_events_merge_into_the_table_and_the_merged_topic(sent: dict[str, RecordingTopic]) -> None:
+    async with merge_requests.test_context() as agent:
+        await agent.put(b'{"id":"m1","clicks":"+1","price":2.45}', key=b"m1")
+        await agent.put(b'{"id":"m1","clicks":"+3"}', key=b"m1")
+    assert merged_requests["m1"]["clicks"] == 4
+    last = orjson.loads(sent["merged"].records[-1]["value"])
+    assert last["clicks"] == 4
+    assert last["event_count"] == 2
+    assert sent["merged"].records[-1]["key"] == b"m1"
+    assert sent["dlq"].records == []
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "reason"),
+    [
+        (b"\xff", b"x", "not_utf8"),
+        (b"{", b"x", "not_json"),
+        (b'"text"', b"x", "not_object"),
+        (b'{"v":1}', b"x", "missing_id"),
+        (b'{"id":""}', b"", "empty_id"),
+        (b'{"id":false}', b"x", "id_type"),
+        (b'{"id":"x","geo":{}}', b"x", "reserved_field"),
+        (b'{"id":"x","_v":1}', b"x", "underscore_field"),
+        (b'{"id":"x","v":NaN}', b"x", "non_finite_number"),
+        (b'{"id":"y"}', b"x", "key_mismatch"),
+    ],
+)
+async def test_every_bad_event_goes_to_the_dead_letter_topic_with_its_bytes_and_reason(
+    sent: dict[str, RecordingTopic], value: bytes, key: bytes, reason: str
+) -> None:
+    async with merge_requests.test_context() as agent:
+        await agent.put(value, key=key)
+        await agent.put(b'{"id":"ok","n":"+1"}', key=b"ok")  # the agent keeps going
+    [dead] = sent["dlq"].records
+    assert dead["key"] == key
+    assert dead["value"] == value
+    headers = dict(dead["headers"])
+    assert headers["leadedge.error.reason"] == reason.encode()
+    assert {"leadedge.error.topic", "leadedge.error.partition", "leadedge.error.offset", "leadedge.error.time"} <= headers.keys()
+    assert merged_requests["ok"]["n"] == 1
+
+
+async def test_a_type_conflict_rejects_the_whole_event(sent: dict[str, RecordingTopic]) -> None:
+    async with merge_requests.test_context() as agent:
+        await agent.put(b'{"id":"t","a":"text","b":1}', key=b"t")
+        await agent.put(b'{"id":"t","b":"+1","a":"+1"}', key=b"t")
+    assert merged_requests["t"]["b"] == 1
+    [dead] = sent["dlq"].records
+    assert dict(dead["headers"])["leadedge.error.reason"] == b"type_conflict"
+
+
+def test_every_agent_and_table_is_registered() -> None:
+    app.discover()
+    assert {"agents.merge.merge_requests", "agents.index.index_requests"} <= set(app.agents)
+    assert "merged_requests" in app.tables

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import geoip2.database
+import pytest
+
+from leadedge.enrich import Enricher, geo_fields, user_agent_fields
+from tests.fixtures.geoip import MAXMIND_TEST_CITY_DB
+
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+
+
+def test_geo_has_ecs_names_for_a_known_address(city_db: Path) -> None:
+    geo = geo_fields(geoip2.database.Reader(str(city_db)), "81.2.69.142")
+    assert geo is not None
+    assert geo["city_name"] == "London"
+    assert geo["country_iso_code"] == "GB"
+    assert geo["country_name"] == "United Kingdom"
+    assert geo["continent_name"] == "Europe"
+    assert geo["region_name"] == "England"
+    assert geo["location"] == {"lat": 51.5142, "lon": -0.0931}
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "127.0.0.1", "8.8.8.8", "not-an-ip", ""])
+def test_unknown_private_or_invalid_addresses_give_no_geo(city_db: Path, address: str) -> None:
+    assert geo_fields(geoip2.database.Reader(str(city_db)), address) is None
+
+
+def test_the_built_fixture_answers_like_maxminds_test_database(built_city_db: Path) -> None:
+    if not MAXMIND_TEST_CITY_DB.exists():
+        pytest.skip("MaxMind's test database is not beside this checkout")
+    ours = geoip2.database.Reader(str(built_city_db))
+    theirs = geoip2.database.Reader(str(MAXMIND_TEST_CITY_DB))
+    for address in ["81.2.69.142", "2.125.160.218", "89.160.20.112", "216.160.83.56", "175.16.199.0", "67.43.156.1"]:
+        a, b = geo_fields(ours, address), geo_fields(theirs, address)
+        assert a is not None and b is not None
+        for name in ("city_name", "country_iso_code", "location"):
+            assert a.get(name) == b.get(name), (address, name)
+
+
+def test_user_agent_has_ecs_names() -> None:
+    ua = user_agent_fields(CHROME)
+    assert ua["original"] == CHROME
+    assert ua["name"] == "Chrome"
+    assert ua["version"].startswith("120")
+    assert ua["os"]["name"] == "Windows"
+
+
+def test_enrichment_is_recomputed_only_when_the_source_changes(city_db: Path) -> None:
+    enricher = Enricher(geoip2.database.Reader(str(city_db)))
+    first = enricher.enrich(None, {"ipaddress": "81.2.69.142", "useragent": CHROME})
+    assert first["geo"]["city_name"] == "London"
+    stale = dict(first, geo={"city_name": "kept"})
+    assert enricher.enrich(first, dict(stale))["geo"] == {"city_name": "kept"}
+    moved = enricher.enrich(first, dict(first, ipaddress="89.160.20.112"))
+    assert moved["geo"]["city_name"] == "Linköping"
+    gone = enricher.enrich(moved, {k: v for k, v in moved.items() if k != "ipaddress"})
+    assert "geo" not in gone
+
+
+def test_without_a_database_there_is_no_geo_and_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    enricher = Enricher.from_database(None, "ipaddress", "useragent")
+    assert "LEADEDGE_GEOIP_DB" in caplog.text
+    assert "geo" not in enricher.enrich(None, {"ipaddress": "81.2.69.142"})

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadedge.merge import Applied, Duplicate, MergeRules, format_time, merge_event, merged_request
+from leadedge.models import Event, Rejection
+
+RULES = MergeRules()
+
+
+def event(fields: dict[str, Any], ts_ms: int = 1_700_000_000_000, **extra: Any) -> Event:
+    return Event(id="r1", project=extra.get("project", "default"), ts_ms=ts_ms,
+                 event_id=extra.get("event_id"), fields=fields)
+
+
+def merge_all(*events: Event, rules: MergeRules = RULES) -> dict[str, Any]:
+    state = None
+    for offset, ev in enumerate(events):
+        outcome = merge_event(state, ev, rules, (0, offset))
+        assert isinstance(outcome, Applied), outcome
+        state = outcome.state
+    assert state is not None
+    return state
+
+
+def test_design_example_merges_to_the_documented_request() -> None:
+    state = merge_all(
+        event({"source": 2, "domain": "somewhere.net", "clicks": "+1", "impressions": "+5", "price": 2.45}),
+        event({"clicks": "+3", "impressions": "+2"}),
+        event({"impressions": "+2", "uptick": 4.50}),
+    )
+    request = merged_request(state)
+    assert request["clicks"] == 4
+    assert request["impressions"] == 9
+    assert request["price"] == 2.45
+    assert request["uptick"] == 4.5
+    assert request["source"] == 2
+    assert request["domain"] == "somewhere.net"
+    assert request["event_count"] == 3
+    assert not any(name.startswith("_") for name in request)
+
+
+def test_integer_increments_stay_integers() -> None:
+    state = merge_all(event({"clicks": "+1"}), event({"clicks": "+41"}), event({"clicks": "-2"}))
+    assert state["clicks"] == 40
+    assert isinstance(state["clicks"], int)
+
+
+def test_ten_tenths_make_exactly_one() -> None:
+    state = merge_all(*[event({"v": "+0.1"}) for _ in range(10)])
+    assert state["v"] == 1.0
+
+
+def test_increment_forms_from_design_are_recognised() -> None:
+    state = merge_all(event({"a": "+.5", "b": "-5.", "c": "+0.25"}))
+    assert (state["a"], state["b"], state["c"]) == (0.5, -5.0, 0.25)
+
+
+def test_non_increment_strings_set_the_field() -> None:
+    state = merge_all(event({"a": "+", "b": "1", "c": "+1e3", "d": " +1"}))
+    assert state == state | {"a": "+", "b": "1", "c": "+1e3", "d": " +1"}
+
+
+def test_null_removes_a_field() -> None:
+    state = merge_all(event({"a": 1, "b": 2}), event({"a": None}))
+    assert "a" not in state
+    assert state["b"] == 2
+
+
+def test_sets_replace_numbers_booleans_strings_and_arrays() -> None:
+    state = merge_all(event({"a": 1, "b": True, "c": "x", "d": [1]}), event({"a": 2, "b": False, "c": "y", "d": [2, 3]}))
+    assert (state["a"], state["b"], state["c"], state["d"]) == (2, False, "y", [2, 3])
+
+
+def test_objects_merge_recursively_by_the_same_rules() -> None:
+    state = merge_all(event({"o": {"n": "+1", "keep": 1, "drop": 2}}), event({"o": {"n": "+2", "drop": None}}))
+    assert state["o"] == {"n": 3, "keep": 1}
+
+
+def test_increment_on_a_string_rejects_the_whole_event() -> None:
+    before = merge_all(event({"a": "text", "b": 1}))
+    outcome = merge_event(before, event({"b": "+1", "a": "+1"}), RULES, (0, 9))
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason == "type_conflict"
+    assert "'a'" in outcome.detail
+    assert before["b"] == 1  # nothing of the event was applied
+
+
+def test_object_onto_a_scalar_is_a_type_conflict() -> None:
+    before = merge_all(event({"a": 1}))
+    outcome = merge_event(before, event({"a": {"x": 1}}), RULES, (0, 9))
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason == "type_conflict"
+
+
+def test_counter_allowlist_makes_other_increments_plain_strings() -> None:
+    rules = MergeRules(counter_fields=frozenset({"clicks"}))
+    state = merge_all(event({"clicks": "+1", "note": "+1"}), rules=rules)
+    assert state["clicks"] == 1
+    assert state["note"] == "+1"
+
+
+def test_times_and_count_track_earliest_latest_and_applied_events() -> None:
+    state = merge_all(event({}, ts_ms=2_000), event({}, ts_ms=1_000), event({}, ts_ms=3_000))
+    request = merged_request(state)
+    assert request["created_at"] == "1970-01-01T00:00:01.000Z"
+    assert request["updated_at"] == "1970-01-01T00:00:03.000Z"
+    assert request["event_count"] == 3
+
+
+def test_a_redelivered_offset_changes_nothing() -> None:
+    state = merge_all(event({"clicks": "+1"}))
+    assert isinstance(merge_event(state, event({"clicks": "+1"}), RULES, (0, 0)), Duplicate)
+
+
+def test_a_repeated_event_id_counts_once() -> None:
+    state = merge_all(event({"clicks": "+1"}, event_id="e1"))
+    assert isinstance(merge_event(state, event({"clicks": "+1"}, event_id="e1"), RULES, (0, 5)), Duplicate)
+
+
+def test_format_time_is_rfc3339_utc_with_milliseconds() -> None:
+    assert format_time(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.integers(min_value=-10**6, max_value=10**6), min_size=1, max_size=30))
+def test_integer_increments_sum_exactly(steps: list[int]) -> None:
+    state = merge_all(*[event({"n": f"{'+' if s >= 0 else '-'}{abs(s)}"}) for s in steps])
+    assert state["n"] == sum(steps)
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.decimals(min_value=-1000, max_value=1000, places=6, allow_nan=False), min_size=1, max_size=20))
+def test_fractional_increments_are_exact_to_six_places(steps: list[Any]) -> None:
+    incs = [f"{'+' if s >= 0 else '-'}{abs(s):.6f}" for s in steps]
+    state = merge_all(*[event({"n": inc}) for inc in incs])
+    assert round(state["n"], 6) == float(sum(steps))
