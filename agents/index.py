@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -46,8 +46,13 @@ async def index_requests(stream: faust.StreamT[bytes]) -> None:
     linger = settings.es_linger_ms / 1000 or 0.001
     # Started here, not in a service: agents may consume before services have started.
     await elasticsearch_sink.start()
-    async for events in stream.take_events(settings.es_batch_size, within=linger):
-        records = [(e.message.key, e.message.value) for e in events if e.message.key and e.message.value]
+    # take_events is on the concrete Stream, not on the StreamT protocol.
+    async for events in cast("faust.Stream[bytes]", stream).take_events(
+        settings.es_batch_size, within=linger
+    ):
+        records = [
+            (e.message.key, e.message.value) for e in events if e.message.key and e.message.value
+        ]
         try:
             await elasticsearch_sink.write(latest_per_request(records))
         except Exception:

@@ -59,5 +59,7 @@ async def merge_requests(stream: faust.StreamT[bytes]) -> None:
                 )
         except Exception as exc:
             # An exception escaping the loop would restart the agent and may skip the event.
-            log.exception("merge failed for %s[%d]@%d", record.topic, record.partition, record.offset)
+            log.exception(
+                "merge failed for %s[%d]@%d", record.topic, record.partition, record.offset
+            )
             await send_dead_letter(record, Rejection("internal_error", repr(exc)))

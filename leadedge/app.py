@@ -81,4 +81,3 @@ dlq_topic = app.topic(
     value_serializer="raw",
     partitions=settings.partitions,
 )
-

@@ -44,7 +44,9 @@ def hour_of(timestamp_ms: int) -> tuple[str, str]:
     return moment.strftime("%Y-%m-%d"), moment.strftime("%H")
 
 
-def object_key(prefix: str, topic: str, partition: int, first_offset: int, hour: tuple[str, str]) -> str:
+def object_key(
+    prefix: str, topic: str, partition: int, first_offset: int, hour: tuple[str, str]
+) -> str:
     """Named by the first offset, so a replayed batch rewrites the very same object."""
     dt, hh = hour
     path = f"topic={topic}/dt={dt}/hour={hh}/{topic}+{partition}+{first_offset:020d}.ndjson.gz"

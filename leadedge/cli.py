@@ -18,7 +18,7 @@ from leadedge.config import Settings, bootstrap_servers, get_settings
 from leadedge.demo import EXAMPLE, trickle
 from leadedge.exceptions import LeadEdgeError
 from leadedge.producer import EventProducer, keyed
-from leadedge.stack import Stack
+from leadedge.stack import ComponentStatus, Stack
 
 
 def _fail(exc: LeadEdgeError) -> None:
@@ -61,9 +61,12 @@ def stack_down() -> None:
 
 
 @stack.command("status")
-def stack_status() -> None:
+@click.option("--check", is_flag=True, help="Exit 1 unless every component is up.")
+def stack_status(check: bool) -> None:
     """Show each component, its address, and whether it is up."""
-    _print_status()
+    statuses = _print_status()
+    if check and not all(item.ready for item in statuses):
+        sys.exit(1)
 
 
 @stack.command("start")
@@ -86,13 +89,16 @@ def stack_stop(name: str) -> None:
         _fail(exc)
 
 
-def _print_status() -> None:
-    for item in _stack().status():
+def _print_status() -> list[ComponentStatus]:
+    statuses = _stack().status()
+    for item in statuses:
         state = "up" if item.ready else ("starting" if item.running else "down")
         colour = {"up": "green", "starting": "yellow", "down": "red"}[state]
         pid = f"pid {item.pid}" if item.pid else ""
-        click.echo(f"{item.name:<14} {item.address:<18} " + click.style(f"{state:<9}", fg=colour) + pid)
-
+        click.echo(
+            f"{item.name:<14} {item.address:<18} " + click.style(f"{state:<9}", fg=colour) + pid
+        )
+    return statuses
 
 
 @main.command()
@@ -121,7 +127,9 @@ def send(source: BinaryIO) -> None:
 
 @main.command()
 @click.option("--seconds", type=float, default=None, help="Stop after this long (default: Ctrl-C).")
-@click.option("--rate", type=float, default=2.0, show_default=True, help="Sample events per second.")
+@click.option(
+    "--rate", type=float, default=2.0, show_default=True, help="Sample events per second."
+)
 def demo(seconds: float | None, rate: float) -> None:
     """Start a worker, send DESIGN's example and a trickle of sample events, print URLs."""
     settings = get_settings()
@@ -131,7 +139,16 @@ def demo(seconds: float | None, rate: float) -> None:
     faust_bin = Path(sys.executable).with_name("faust")
     with log_path.open("ab") as log_file:
         worker = subprocess.Popen(
-            [str(faust_bin), "--datadir", str(stack_dir / "worker-data"), "-A", "leadedge", "worker", "-l", "info"],
+            [
+                str(faust_bin),
+                "--datadir",
+                str(stack_dir / "worker-data"),
+                "-A",
+                "leadedge",
+                "worker",
+                "-l",
+                "info",
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -178,7 +195,8 @@ async def _send_samples(settings: Settings, seconds: float | None, rate: float, 
         click.echo("sent DESIGN's three-event example for abc123. Open:")
         click.echo(f"  merged request:  {base}/requests/abc123")
         click.echo(f"  Elasticsearch:   {settings.es_url}/{settings.es_alias}/_doc/abc123")
-        click.echo(f"  search:          {settings.es_url}/{settings.es_alias}/_search?q=domain:somewhere.net")
+        search = f"{settings.es_url}/{settings.es_alias}/_search?q=domain:somewhere.net"
+        click.echo(f"  search:          {search}")
         click.echo(f"  a sample id:     {base}/requests/demo-0001")
         click.echo(f"now sending {rate:g} sample events/s (Ctrl-C to stop)")
         deadline = time.monotonic() + seconds if seconds is not None else None

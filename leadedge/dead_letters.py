@@ -8,7 +8,9 @@ from leadedge.models import Rejection, SourceRecord
 HEADER_PREFIX = "leadedge.error."
 
 
-def dead_letter_headers(record: SourceRecord, rejection: Rejection, now_ms: int) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    record: SourceRecord, rejection: Rejection, now_ms: int
+) -> list[tuple[str, bytes]]:
     """Headers in the spirit of Kafka Connect's DLQ context headers."""
     fields = {
         "reason": rejection.reason,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -22,7 +23,9 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float = 60.0) -> None:
+async def ensure_topics(
+    bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float = 60.0
+) -> None:
     """Create the missing topics and wait until the cluster's metadata lists them.
 
     The broker's auto-creation is off and a consumer that subscribes to a topic that
@@ -34,15 +37,14 @@ async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec], timeout_
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
         if missing:
-            try:
+            # Another worker may create them meanwhile.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
                         NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config)
                         for s in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another worker created it meanwhile
             log.info("created topics %s", ", ".join(s.name for s in missing))
         wanted = {spec.name for spec in specs}
         deadline = asyncio.get_running_loop().time() + timeout_s

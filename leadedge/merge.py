@@ -105,7 +105,12 @@ def merge_event(
     """
     if state is not None:
         last = state.get(SOURCE)
-        if source is not None and last is not None and last[0] == source[0] and source[1] <= last[1]:
+        if (
+            source is not None
+            and last is not None
+            and last[0] == source[0]
+            and source[1] <= last[1]
+        ):
             return Duplicate(f"offset {source[1]} already applied")
         if event.event_id is not None and event.event_id in state.get(EVENT_IDS, ()):
             return Duplicate(f"event_id {event.event_id!r} already applied")

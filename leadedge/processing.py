@@ -60,4 +60,3 @@ class RecordProcessor:
             return Skipped(event.id, outcome.why)
         assert isinstance(outcome, Applied)
         return Merged(event.id, self.enricher.enrich(before, outcome.state))
-

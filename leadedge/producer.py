@@ -23,7 +23,11 @@ def keyed(lines: Iterable[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
             doc = orjson.loads(value)
         except orjson.JSONDecodeError:
             doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("id"), (str, int)) and not isinstance(doc.get("id"), bool):
+        if (
+            isinstance(doc, dict)
+            and isinstance(doc.get("id"), (str, int))
+            and not isinstance(doc.get("id"), bool)
+        ):
             key = str(doc["id"]).encode()
         yield key, value
 

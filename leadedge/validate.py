@@ -98,12 +98,16 @@ def _parse_id(raw: Any) -> str | Rejection:
     if raw is None:
         return Rejection("missing_id", "the event has no 'id'")
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        return Rejection("id_type", f"'id' must be a string or an integer, not {type(raw).__name__}")
+        return Rejection(
+            "id_type", f"'id' must be a string or an integer, not {type(raw).__name__}"
+        )
     request_id = str(raw)
     if not request_id:
         return Rejection("empty_id", "'id' is empty")
     if len(request_id) > MAX_ID_LENGTH:
-        return Rejection("id_too_long", f"'id' has {len(request_id)} characters, over {MAX_ID_LENGTH}")
+        return Rejection(
+            "id_too_long", f"'id' has {len(request_id)} characters, over {MAX_ID_LENGTH}"
+        )
     return request_id
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from faust.web import Request, Response, View
 
 from leadedge.app import app
@@ -14,8 +16,9 @@ class RequestView(View):
     """`GET /requests/{id}`: the merged request, 404 when unknown."""
 
     @app.table_route(table=merged_requests, match_info="request_id")
-    async def get(self, request: Request, request_id: str) -> Response:
+    async def get(self: View, request: Request, *args: Any, **params: Any) -> Response:
         """Answer from the local table partition that owns the id."""
+        request_id = request.match_info["request_id"]
         state = merged_requests.get(request_id)
         if state is None:
             return self.json({"error": f"no request with id {request_id!r}"}, status=404)

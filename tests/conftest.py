@@ -12,7 +12,7 @@ import pytest
 # workers as subprocesses with their own environment.
 os.environ["LEADEDGE_STORE"] = "memory://"
 
-from tests.fixtures.geoip import MAXMIND_TEST_CITY_DB, write_city_database  # noqa: E402
+from tests.fixtures.geoip import MAXMIND_TEST_CITY_DB, write_city_database
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,10 @@ class ElasticsearchSink:
             request_timeout=self.request_timeout,
         )
         await retry_forever(
-            self._ensure_alias, is_transient=_is_transient, what=f"set up alias {self.alias}", log=log
+            self._ensure_alias,
+            is_transient=_is_transient,
+            what=f"set up alias {self.alias}",
+            log=log,
         )
 
     async def _ensure_alias(self) -> None:
@@ -118,14 +121,25 @@ class ElasticsearchSink:
         )
         log.info(
             "indexed %d documents into %s in %.0f ms",
-            len(batch), self.alias, (time.monotonic() - started) * 1000,
+            len(batch),
+            self.alias,
+            (time.monotonic() - started) * 1000,
         )
 
-    async def _bulk(self, batch: list[tuple[str, int, dict[str, Any]]]) -> list[tuple[str, int, dict[str, Any]]]:
+    async def _bulk(
+        self, batch: list[tuple[str, int, dict[str, Any]]]
+    ) -> list[tuple[str, int, dict[str, Any]]]:
         operations: list[dict[str, Any]] = []
         for request_id, version, document in batch:
             operations.append(
-                {"index": {"_index": self.alias, "_id": request_id, "version": version, "version_type": "external_gte"}}
+                {
+                    "index": {
+                        "_index": self.alias,
+                        "_id": request_id,
+                        "version": version,
+                        "version_type": "external_gte",
+                    }
+                }
             )
             operations.append(document)
         response = await self.client.bulk(operations=operations)

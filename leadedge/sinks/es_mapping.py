@@ -7,7 +7,9 @@ from typing import Any
 KEYWORD = {"type": "keyword", "ignore_above": 1024}
 
 
-def requests_template(alias: str, *, ipaddress_field: str, useragent_field: str, refresh_interval: str) -> dict[str, Any]:
+def requests_template(
+    alias: str, *, ipaddress_field: str, useragent_field: str, refresh_interval: str
+) -> dict[str, Any]:
     """Template body for every index behind `alias` (`{alias}-*`)."""
     return {
         "index_patterns": [f"{alias}-*"],
@@ -53,7 +55,12 @@ def requests_template(alias: str, *, ipaddress_field: str, useragent_field: str,
                             "original": {"type": "keyword", "ignore_above": 4096},
                             "name": {"type": "keyword"},
                             "version": {"type": "keyword"},
-                            "os": {"properties": {"name": {"type": "keyword"}, "version": {"type": "keyword"}}},
+                            "os": {
+                                "properties": {
+                                    "name": {"type": "keyword"},
+                                    "version": {"type": "keyword"},
+                                }
+                            },
                             "device": {"properties": {"name": {"type": "keyword"}}},
                         }
                     },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -68,18 +69,25 @@ class S3Sink:
         for key, body in batch:
             started = time.monotonic()
             await retry_forever(
-                lambda key=key, body=body: asyncio.to_thread(self._put, key, body),
+                functools.partial(asyncio.to_thread, self._put, key, body),
                 is_transient=_is_transient,
                 what=f"S3 put s3://{self.bucket}/{key}",
                 log=log,
             )
             log.info(
                 "stored s3://%s/%s (%d bytes) in %.0f ms",
-                self.bucket, key, len(body), (time.monotonic() - started) * 1000,
+                self.bucket,
+                key,
+                len(body),
+                (time.monotonic() - started) * 1000,
             )
 
     def _put(self, key: str, body: bytes) -> None:
-        extra = {"ServerSideEncryption": self.server_side_encryption} if self.server_side_encryption else {}
+        extra = (
+            {"ServerSideEncryption": self.server_side_encryption}
+            if self.server_side_encryption
+            else {}
+        )
         self._client.put_object(
             Bucket=self.bucket,
             Key=key,

@@ -32,7 +32,9 @@ async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, Recor
     merged_requests.data.clear()
 
 
-async def test_events_merge_into_the_table_and_the_merged_topic(sent: dict[str, RecordingTopic]) -> None:
+async def test_events_merge_into_the_table_and_the_merged_topic(
+    sent: dict[str, RecordingTopic],
+) -> None:
     async with merge_requests.test_context() as agent:
         await agent.put(b'{"id":"m1","clicks":"+1","price":2.45}', key=b"m1")
         await agent.put(b'{"id":"m1","clicks":"+3"}', key=b"m1")
@@ -70,7 +72,12 @@ async def test_every_bad_event_goes_to_the_dead_letter_topic_with_its_bytes_and_
     assert dead["value"] == value
     headers = dict(dead["headers"])
     assert headers["leadedge.error.reason"] == reason.encode()
-    assert {"leadedge.error.topic", "leadedge.error.partition", "leadedge.error.offset", "leadedge.error.time"} <= headers.keys()
+    assert {
+        "leadedge.error.topic",
+        "leadedge.error.partition",
+        "leadedge.error.offset",
+        "leadedge.error.time",
+    } <= headers.keys()
     assert merged_requests["ok"]["n"] == 1
 
 

@@ -14,8 +14,14 @@ def record(value: bytes | None, key: bytes | None = b"k", offset: int = 7) -> So
 
 def test_a_json_event_is_archived_as_its_object() -> None:
     line = orjson.loads(archive_line(record(b'{"id":"k","clicks":"+1"}')))
-    assert line == {"topic": "requests", "partition": 3, "offset": 7, "timestamp": 1_700_000_000_123,
-                    "key": "k", "value": {"id": "k", "clicks": "+1"}}
+    assert line == {
+        "topic": "requests",
+        "partition": 3,
+        "offset": 7,
+        "timestamp": 1_700_000_000_123,
+        "key": "k",
+        "value": {"id": "k", "clicks": "+1"},
+    }
 
 
 def test_text_that_is_not_json_is_archived_raw() -> None:

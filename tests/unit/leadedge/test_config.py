@@ -11,7 +11,11 @@ def test_defaults_match_the_local_stack() -> None:
     assert settings.broker == "kafka://127.0.0.1:9092"
     assert settings.es_url == "http://127.0.0.1:9200"
     assert settings.s3_endpoint == "http://127.0.0.1:9000"
-    assert (settings.requests_topic, settings.merged_topic, settings.dlq_topic) == ("requests", "merged-requests", "requests-dlq")
+    assert (settings.requests_topic, settings.merged_topic, settings.dlq_topic) == (
+        "requests",
+        "merged-requests",
+        "requests-dlq",
+    )
     assert settings.partitions == 8
     assert settings.web_port == 6066
 

@@ -5,10 +5,9 @@ from pathlib import Path
 import geoip2.database
 import pytest
 
+from leadedge.demo import CHROME
 from leadedge.enrich import Enricher, geo_fields, user_agent_fields
 from tests.fixtures.geoip import MAXMIND_TEST_CITY_DB
-
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 
 
 def test_geo_has_ecs_names_for_a_known_address(city_db: Path) -> None:
@@ -32,7 +31,14 @@ def test_the_built_fixture_answers_like_maxminds_test_database(built_city_db: Pa
         pytest.skip("MaxMind's test database is not beside this checkout")
     ours = geoip2.database.Reader(str(built_city_db))
     theirs = geoip2.database.Reader(str(MAXMIND_TEST_CITY_DB))
-    for address in ["81.2.69.142", "2.125.160.218", "89.160.20.112", "216.160.83.56", "175.16.199.0", "67.43.156.1"]:
+    for address in [
+        "81.2.69.142",
+        "2.125.160.218",
+        "89.160.20.112",
+        "216.160.83.56",
+        "175.16.199.0",
+        "67.43.156.1",
+    ]:
         a, b = geo_fields(ours, address), geo_fields(theirs, address)
         assert a is not None and b is not None
         for name in ("city_name", "country_iso_code", "location"):
@@ -59,7 +65,9 @@ def test_enrichment_is_recomputed_only_when_the_source_changes(city_db: Path) ->
     assert "geo" not in gone
 
 
-def test_without_a_database_there_is_no_geo_and_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_without_a_database_there_is_no_geo_and_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     enricher = Enricher.from_database(None, "ipaddress", "useragent")
     assert "LEADEDGE_GEOIP_DB" in caplog.text
     assert "geo" not in enricher.enrich(None, {"ipaddress": "81.2.69.142"})

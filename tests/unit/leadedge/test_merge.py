@@ -12,8 +12,13 @@ RULES = MergeRules()
 
 
 def event(fields: dict[str, Any], ts_ms: int = 1_700_000_000_000, **extra: Any) -> Event:
-    return Event(id="r1", project=extra.get("project", "default"), ts_ms=ts_ms,
-                 event_id=extra.get("event_id"), fields=fields)
+    return Event(
+        id="r1",
+        project=extra.get("project", "default"),
+        ts_ms=ts_ms,
+        event_id=extra.get("event_id"),
+        fields=fields,
+    )
 
 
 def merge_all(*events: Event, rules: MergeRules = RULES) -> dict[str, Any]:
@@ -28,7 +33,15 @@ def merge_all(*events: Event, rules: MergeRules = RULES) -> dict[str, Any]:
 
 def test_design_example_merges_to_the_documented_request() -> None:
     state = merge_all(
-        event({"source": 2, "domain": "somewhere.net", "clicks": "+1", "impressions": "+5", "price": 2.45}),
+        event(
+            {
+                "source": 2,
+                "domain": "somewhere.net",
+                "clicks": "+1",
+                "impressions": "+5",
+                "price": 2.45,
+            }
+        ),
         event({"clicks": "+3", "impressions": "+2"}),
         event({"impressions": "+2", "uptick": 4.50}),
     )
@@ -71,12 +84,17 @@ def test_null_removes_a_field() -> None:
 
 
 def test_sets_replace_numbers_booleans_strings_and_arrays() -> None:
-    state = merge_all(event({"a": 1, "b": True, "c": "x", "d": [1]}), event({"a": 2, "b": False, "c": "y", "d": [2, 3]}))
+    state = merge_all(
+        event({"a": 1, "b": True, "c": "x", "d": [1]}),
+        event({"a": 2, "b": False, "c": "y", "d": [2, 3]}),
+    )
     assert (state["a"], state["b"], state["c"], state["d"]) == (2, False, "y", [2, 3])
 
 
 def test_objects_merge_recursively_by_the_same_rules() -> None:
-    state = merge_all(event({"o": {"n": "+1", "keep": 1, "drop": 2}}), event({"o": {"n": "+2", "drop": None}}))
+    state = merge_all(
+        event({"o": {"n": "+1", "keep": 1, "drop": 2}}), event({"o": {"n": "+2", "drop": None}})
+    )
     assert state["o"] == {"n": 3, "keep": 1}
 
 
@@ -118,7 +136,9 @@ def test_a_redelivered_offset_changes_nothing() -> None:
 
 def test_a_repeated_event_id_counts_once() -> None:
     state = merge_all(event({"clicks": "+1"}, event_id="e1"))
-    assert isinstance(merge_event(state, event({"clicks": "+1"}, event_id="e1"), RULES, (0, 5)), Duplicate)
+    assert isinstance(
+        merge_event(state, event({"clicks": "+1"}, event_id="e1"), RULES, (0, 5)), Duplicate
+    )
 
 
 def test_format_time_is_rfc3339_utc_with_milliseconds() -> None:
@@ -126,14 +146,20 @@ def test_format_time_is_rfc3339_utc_with_milliseconds() -> None:
 
 
 @settings(max_examples=1000)
-@given(st.lists(st.integers(min_value=-10**6, max_value=10**6), min_size=1, max_size=30))
+@given(st.lists(st.integers(min_value=-(10**6), max_value=10**6), min_size=1, max_size=30))
 def test_integer_increments_sum_exactly(steps: list[int]) -> None:
     state = merge_all(*[event({"n": f"{'+' if s >= 0 else '-'}{abs(s)}"}) for s in steps])
     assert state["n"] == sum(steps)
 
 
 @settings(max_examples=1000)
-@given(st.lists(st.decimals(min_value=-1000, max_value=1000, places=6, allow_nan=False), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.decimals(min_value=-1000, max_value=1000, places=6, allow_nan=False),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_fractional_increments_are_exact_to_six_places(steps: list[Any]) -> None:
     incs = [f"{'+' if s >= 0 else '-'}{abs(s):.6f}" for s in steps]
     state = merge_all(*[event({"n": inc}) for inc in incs])

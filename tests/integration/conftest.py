@@ -1,0 +1,49 @@
+"""Integration fixtures: the real stack, fresh names, real worker processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.stack import Endpoints, docker_stack, local_stack
+from tests.integration.worker import Names, Worker, worker_env
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    mode = os.environ.get("LEADEDGE_TEST_STACK", "local")
+    if mode not in {"local", "docker"}:
+        raise pytest.UsageError(f"LEADEDGE_TEST_STACK must be 'local' or 'docker', not {mode!r}")
+    with local_stack() if mode == "local" else docker_stack() as found:
+        yield found
+
+
+WorkerFactory = Callable[..., Worker]
+
+
+@pytest.fixture()
+def start_worker(endpoints: Endpoints, city_db: Path, tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start workers for one test; every one of them is killed when the test ends."""
+    started: list[Worker] = []
+
+    def start(names: Names, extra: dict[str, str] | None = None, name: str = "worker") -> Worker:
+        env = worker_env(
+            names,
+            broker=endpoints.broker,
+            es_url=endpoints.es_url,
+            s3_endpoint=endpoints.s3_endpoint,
+            geoip_db=city_db,
+            extra=extra,
+        )
+        worker = Worker(env, tmp_path / f"{name}-data", tmp_path / f"{name}.log")
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.kill()
