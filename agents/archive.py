@@ -61,6 +61,8 @@ class RawArchive(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=2000,
+            session_timeout_ms=int(settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(max(settings.session_timeout_s / 3, 1.0) * 1000),
         )
         await self.consumer.start()
         self.consumer.subscribe([settings.requests_topic], listener=_FlushOnRevoke(self))

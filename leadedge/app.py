@@ -50,6 +50,8 @@ app = LeadEdgeApp(
     value_serializer="json",
     # Every record the merge writes must survive a broker failover before it is acked.
     producer_acks=-1,
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=max(settings.session_timeout_s / 3, 1.0),
     # A new consumer group starts at the beginning: no event already in the topic is skipped.
     consumer_auto_offset_reset="earliest",
 )

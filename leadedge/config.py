@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1)
     replication_factor: int = Field(1, ge=1)
     store: str = "rocksdb://"
+    # How long a worker that died without leaving (kill -9, power loss) keeps its
+    # partitions before the group hands them to the others.
+    session_timeout_s: float = Field(10.0, ge=1.0)
     web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
 
@@ -65,7 +68,10 @@ class Settings(BaseSettings):
 
     # Local stack tooling (`leadedge stack …`)
     stack_dir: Path = Path(".stack")
-    stack_cache: Path = Path.home() / ".cache" / "leadedge"
+    # Unpacked downloads (Maven keeps the downloads themselves in ~/.m2). Kept beside the
+    # state rather than in the home directory: Elasticsearch runs as an unprivileged user
+    # when root starts it, and a root home directory is closed to other users.
+    stack_cache: Path = Path(".stack/cache")
 
     @field_validator("counter_fields", mode="before")
     @classmethod

@@ -52,3 +52,30 @@ def read_all(
         return found
 
     return asyncio.run(run())
+
+
+def produce_at_rate(
+    broker: str, topic: str, records: Sequence[tuple[bytes | None, bytes]], per_second: float
+) -> list[tuple[int, int]]:
+    """Produce in order at about `per_second`; returns each record's (partition, offset)."""
+
+    async def run() -> list[tuple[int, int]]:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers(broker), enable_idempotence=True, linger_ms=5
+        )
+        await producer.start()
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            futures = []
+            for n, (key, value) in enumerate(records):
+                futures.append(await producer.send(topic, value, key=key))
+                ahead = started + n / per_second - loop.time()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            await producer.flush()
+            return [(meta.partition, meta.offset) for meta in await asyncio.gather(*futures)]
+        finally:
+            await producer.stop()
+
+    return asyncio.run(run())
