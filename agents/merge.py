@@ -8,18 +8,23 @@ import time
 import faust
 import orjson
 
+from leadedge import metrics
 from leadedge.app import app, dlq_topic, merged_topic, requests_topic, settings
 from leadedge.dead_letters import dead_letter_headers
 from leadedge.enrich import Enricher
+from leadedge.history import SEQUENCE, chunk_key, entry, plan_append
 from leadedge.merge import MergeRules, merged_request
 from leadedge.models import Rejection, SourceRecord
 from leadedge.processing import Merged, RecordProcessor
 from tables.merged_requests import merged_requests
+from tables.request_history import request_history
 
 log = logging.getLogger(__name__)
 
 processor = RecordProcessor(
-    MergeRules(counter_fields=frozenset(settings.counter_fields)),
+    MergeRules(
+        counter_fields=frozenset(settings.counter_fields), max_event_ids=settings.max_event_ids
+    ),
     Enricher.from_database(settings.geoip_db, settings.ipaddress_field, settings.useragent_field),
     settings.max_event_bytes,
 )
@@ -27,11 +32,31 @@ processor = RecordProcessor(
 
 async def send_dead_letter(record: SourceRecord, rejection: Rejection) -> None:
     """The original bytes, with the reason and origin in headers."""
+    metrics.events_total.labels("dead_letter").inc()
+    metrics.dead_letters_total.labels(rejection.reason).inc()
     await dlq_topic.send(
         key=record.key,
         value=record.value or b"",
         headers=dead_letter_headers(record, rejection, int(time.time() * 1000)),
     )
+
+
+def record_history(merged: Merged, record: SourceRecord) -> None:
+    """Append the event to its request's timeline; a replayed record is not added twice.
+
+    Written before the merged state, so after a crash between the two writes the replay
+    finds the entry already there and only the state is written again.
+    """
+    sequence = merged.state.get(SEQUENCE, 0)
+    write = plan_append(sequence, settings.history_length)
+    key = chunk_key(merged.request_id, write.chunk)
+    chunk = request_history.get(key) or []
+    last = chunk[-1] if chunk else None
+    if last is None or (last["partition"], last["offset"]) < (record.partition, record.offset):
+        request_history[key] = [*chunk, entry(merged.event, record)]
+    if write.drop is not None:
+        request_history.pop(chunk_key(merged.request_id, write.drop), None)
+    merged.state[SEQUENCE] = sequence + 1
 
 
 @app.agent(requests_topic)
@@ -52,11 +77,15 @@ async def merge_requests(stream: faust.StreamT[bytes]) -> None:
             if isinstance(outcome, Rejection):
                 await send_dead_letter(record, outcome)
             elif isinstance(outcome, Merged):
+                record_history(outcome, record)
                 merged_requests[outcome.request_id] = outcome.state
                 await merged_topic.send(
                     key=outcome.request_id.encode(),
                     value=orjson.dumps(merged_request(outcome.state)),
                 )
+                metrics.events_total.labels("merged").inc()
+            else:
+                metrics.events_total.labels("duplicate").inc()
         except Exception as exc:
             # An exception escaping the loop would restart the agent and may skip the event.
             log.exception(

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     counter_fields: Annotated[tuple[str, ...], NoDecode] = ()
     geoip_db: Path | None = None
     max_event_bytes: int = Field(64 * 1024, ge=256)
+    # Per request: event_ids remembered for de-duplication, events kept for its history.
+    max_event_ids: int = Field(1000, ge=1)
+    history_length: int = Field(1000, ge=1)
 
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"

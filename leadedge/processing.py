@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from leadedge.enrich import Enricher
 from leadedge.merge import Applied, Duplicate, MergeRules, merge_event
-from leadedge.models import Rejection, SourceRecord, State
+from leadedge.models import Event, Rejection, SourceRecord, State
 from leadedge.validate import parse_event
 
 
@@ -20,6 +20,7 @@ class Merged:
 
     request_id: str
     state: State
+    event: Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,4 +60,4 @@ class RecordProcessor:
         if isinstance(outcome, Duplicate):
             return Skipped(event.id, outcome.why)
         assert isinstance(outcome, Applied)
-        return Merged(event.id, self.enricher.enrich(before, outcome.state))
+        return Merged(event.id, self.enricher.enrich(before, outcome.state), event)

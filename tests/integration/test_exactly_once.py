@@ -55,7 +55,15 @@ def test_merged_requests_equal_the_reference_after_kill_9s_mid_stream(
                 del pending[request_id]
         return not pending
 
-    wait_for(all_served, 300, f"{len(expected)} merged requests over HTTP", interval=1)
+    try:
+        wait_for(all_served, 300, f"{len(expected)} merged requests over HTTP", interval=1)
+    except AssertionError as exc:
+        request_id = next(iter(pending))
+        served = worker.get(f"/requests/{request_id}")
+        raise AssertionError(
+            f"{exc}: {len(pending)} differ, e.g. {request_id}: expected {pending[request_id]}, "
+            f"served {served}"
+        ) from None
 
     es = Elasticsearch(endpoints.es_url)
 

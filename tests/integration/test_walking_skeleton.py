@@ -83,6 +83,39 @@ def test_design_example_is_merged_indexed_served_and_archived(
     assert status == 404
     assert "never-sent" in body["error"]
 
+    status, history = worker.get("/requests/abc123/history")
+    assert status == 200
+    assert [e["fields"] for e in history["events"]] == [
+        {k: v for k, v in event.items() if k != "id"} for event in EXAMPLE
+    ]
+    assert [e["offset"] for e in history["events"]] == [0, 1, 2]
+    assert (history["total"], history["dropped"], history["truncated"]) == (3, 0, False)
+
+    metrics = worker.get_text("/metrics")
+    assert 'leadedge_events_total{outcome="merged"} 3.0' in metrics
+    assert worker.get("/health") == (200, {"status": "ok"})
+
+
+def test_a_long_history_says_how_many_events_it_dropped(
+    endpoints: Endpoints, start_worker: WorkerFactory
+) -> None:
+    names = Names()
+    worker = start_worker(names, extra={"LEADEDGE_HISTORY_LENGTH": "100"})
+    produce(
+        endpoints.broker,
+        names.requests_topic,
+        [(b"long", orjson.dumps({"id": "long", "n": "+1"})) for _ in range(250)],
+    )
+    wait_for(lambda: worker.get("/requests/long")[1].get("n") == 250, 60, "250 events merged")
+    status, history = worker.get("/requests/long/history?limit=1000")
+    assert status == 200
+    assert history["total"] == 250
+    assert history["truncated"] is True
+    assert history["dropped"] == 250 - len(history["events"])
+    assert len(history["events"]) >= 100
+    assert history["events"][-1]["offset"] == 249
+    assert worker.get("/requests/long/history?limit=abc")[0] == 400
+
 
 def test_a_bad_event_reaches_the_dead_letter_topic_with_its_bytes_and_reason(
     endpoints: Endpoints, start_worker: WorkerFactory

@@ -128,6 +128,10 @@ class Worker:
             self.process.wait(timeout=60)
         self.process = None
 
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(f"{self.base_url}{path}", timeout=10) as answer:
+            return str(answer.read().decode())
+
     def get(self, path: str) -> tuple[int, Any]:
         try:
             with urllib.request.urlopen(f"{self.base_url}{path}", timeout=10) as answer:

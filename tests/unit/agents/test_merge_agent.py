@@ -9,8 +9,11 @@ import orjson
 import pytest
 
 from agents.merge import merge_requests
+from leadedge import metrics
 from leadedge.app import app, dlq_topic, merged_topic
+from leadedge.history import chunk_key
 from tables.merged_requests import merged_requests
+from tables.request_history import request_history
 
 
 class RecordingTopic:
@@ -30,6 +33,7 @@ async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, Recor
     app.flow_control.resume()
     yield recorded
     merged_requests.data.clear()
+    request_history.data.clear()
 
 
 async def test_events_merge_into_the_table_and_the_merged_topic(
@@ -94,3 +98,26 @@ def test_every_agent_and_table_is_registered() -> None:
     app.discover()
     assert {"agents.merge.merge_requests", "agents.index.index_requests"} <= set(app.agents)
     assert "merged_requests" in app.tables
+
+
+async def test_applied_events_are_kept_in_the_history_in_order(
+    sent: dict[str, RecordingTopic],
+) -> None:
+    async with merge_requests.test_context() as agent:
+        await agent.put(b'{"id":"h","clicks":"+1","event_id":"e1"}', key=b"h")
+        await agent.put(b'{"id":"h","clicks":"+1","event_id":"e1"}', key=b"h")  # a resend
+        await agent.put(b'{"id":"h","clicks":"+2"}', key=b"h")
+    events = request_history[chunk_key("h", 0)]
+    assert [e["fields"] for e in events] == [{"clicks": "+1"}, {"clicks": "+2"}]
+    assert events[0]["event_id"] == "e1"
+    assert merged_requests["h"]["clicks"] == 3
+
+
+async def test_dead_letters_are_counted_by_reason(sent: dict[str, RecordingTopic]) -> None:
+    counter = metrics.dead_letters_total.labels("not_object")
+    before = counter._value.get()
+    async with merge_requests.test_context() as agent:
+        await agent.put(b"[1]", key=b"x")
+        await agent.put(b"[2]", key=b"x")
+    assert counter._value.get() == before + 2
+    assert 'leadedge_dead_letters_total{reason="not_object"}' in metrics.exposition().decode()

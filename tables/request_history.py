@@ -1,0 +1,13 @@
+"""Each request's timeline in chunks (see `leadedge.history`), beside the merged state."""
+
+from __future__ import annotations
+
+from leadedge.app import app, settings
+
+# Keys are "{id}\x1f{chunk}"; written while handling the id's events, so every chunk
+# lives in the same partition as the id's merged request.
+request_history = app.Table(
+    "request_history",
+    default=None,
+    partitions=settings.partitions,
+)
