@@ -63,6 +63,13 @@ async def test_events_merge_into_the_table_and_the_merged_topic(
         (b'{"id":"x","_v":1}', b"x", "underscore_field"),
         (b'{"id":"x","v":NaN}', b"x", "non_finite_number"),
         (b'{"id":"y"}', b"x", "key_mismatch"),
+        (b'{"id":"' + b"z" * 257 + b'"}', b"z" * 257, "id_too_long"),
+        (b'{"id":"x","d":' + b'{"a":' * 20 + b"1" + b"}" * 20 + b"}", b"x", "too_deep"),
+        (b'{"id":"x","pad":"' + b"p" * 70_000 + b'"}', b"x", "too_large"),
+        (b'{"id":"x","ts":"soon"}', b"x", "bad_ts"),
+        (b'{"id":"x","project":""}', b"x", "bad_project"),
+        (b'{"id":"x","event_id":[1]}', b"x", "bad_event_id"),
+        (b"", b"x", "not_json"),
     ],
 )
 async def test_every_bad_event_goes_to_the_dead_letter_topic_with_its_bytes_and_reason(
@@ -83,6 +90,26 @@ async def test_every_bad_event_goes_to_the_dead_letter_topic_with_its_bytes_and_
         "leadedge.error.time",
     } <= headers.keys()
     assert merged_requests["ok"]["n"] == 1
+
+
+async def test_an_object_sent_onto_a_scalar_is_a_type_conflict(
+    sent: dict[str, RecordingTopic],
+) -> None:
+    async with merge_requests.test_context() as agent:
+        await agent.put(b'{"id":"s","a":1}', key=b"s")
+        await agent.put(b'{"id":"s","a":{"b":1}}', key=b"s")
+    assert merged_requests["s"]["a"] == 1
+    [dead] = sent["dlq"].records
+    assert dict(dead["headers"])["leadedge.error.reason"] == b"type_conflict"
+
+
+async def test_another_project_cannot_touch_a_request(sent: dict[str, RecordingTopic]) -> None:
+    async with merge_requests.test_context() as agent:
+        await agent.put(b'{"id":"p","project":"a","n":"+1"}', key=b"p")
+        await agent.put(b'{"id":"p","project":"b","n":"+1"}', key=b"p")
+    assert merged_requests["p"]["n"] == 1
+    [dead] = sent["dlq"].records
+    assert dict(dead["headers"])["leadedge.error.reason"] == b"project_mismatch"
 
 
 async def test_a_type_conflict_rejects_the_whole_event(sent: dict[str, RecordingTopic]) -> None:
