@@ -7,10 +7,13 @@ from typing import Any, cast
 
 import faust
 import orjson
+from faust.types import EventT
 from mode import Service
 
-from leadedge.app import app, merged_topic, settings
-from leadedge.sinks.elasticsearch import ElasticsearchSink
+from leadedge.app import app, dlq_topic, merged_topic, settings
+from leadedge.dead_letters import send_dead_letter
+from leadedge.models import Rejection, SourceRecord
+from leadedge.sinks.elasticsearch import Document, ElasticsearchSink
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +35,35 @@ class ElasticsearchSinkService(Service):
         await elasticsearch_sink.stop()
 
 
-def latest_per_request(values: list[tuple[bytes, bytes]]) -> list[tuple[str, int, dict[str, Any]]]:
+def latest_per_request(events: list[EventT[bytes]]) -> dict[str, EventT[bytes]]:
     """Only the newest state of each request in a batch needs writing."""
-    latest: dict[str, dict[str, Any]] = {}
-    for key, value in values:
-        latest[key.decode()] = orjson.loads(value)
-    return [(request_id, doc["event_count"], doc) for request_id, doc in latest.items()]
+    latest: dict[str, EventT[bytes]] = {}
+    for event in events:
+        if event.message.key and event.message.value:
+            latest[event.message.key.decode()] = event
+    return latest
+
+
+def documents(latest: dict[str, EventT[bytes]]) -> list[Document]:
+    """(id, version, document): the event count is the version, so writes never go back."""
+    batch = []
+    for request_id, event in latest.items():
+        document: dict[str, Any] = orjson.loads(cast(bytes, event.message.value))
+        batch.append((request_id, int(document["event_count"]), document))
+    return batch
+
+
+def source_record(event: EventT[bytes]) -> SourceRecord:
+    """The merged-requests record an event came from, for its dead letter."""
+    message = event.message
+    return SourceRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=int(message.timestamp * 1000),
+        key=message.key,
+        value=message.value,
+    )
 
 
 @app.agent(merged_topic)
@@ -47,15 +73,17 @@ async def index_requests(stream: faust.StreamT[bytes]) -> None:
     # Started here, not in a service: agents may consume before services have started.
     await elasticsearch_sink.start()
     # take_events is on the concrete Stream, not on the StreamT protocol.
-    async for events in cast("faust.Stream[bytes]", stream).take_events(
-        settings.es_batch_size, within=linger
-    ):
-        records = [
-            (e.message.key, e.message.value) for e in events if e.message.key and e.message.value
-        ]
+    batches = cast("faust.Stream[bytes]", stream).take_events(settings.es_batch_size, linger)
+    async for events in batches:
+        latest = latest_per_request(list(events))
         try:
-            await elasticsearch_sink.write(latest_per_request(records))
-        except Exception:
-            # Only a permanent refusal gets here (transient errors are retried inside):
-            # the table keeps the truth, and `leadedge reindex` rewrites it.
-            log.exception("Elasticsearch refused a batch of %d merged requests", len(records))
+            result = await elasticsearch_sink.write(documents(latest))
+            refused = [(latest[request_id], repr(error)) for request_id, error in result.rejected]
+        except Exception as exc:
+            # Transient errors are retried inside; this is a refusal of the whole batch.
+            log.exception("Elasticsearch refused a batch of %d merged requests", len(latest))
+            refused = [(event, repr(exc)) for event in latest.values()]
+        for event, error in refused:
+            # The document stays in the table: `leadedge reindex` can write it again.
+            rejection = Rejection("elasticsearch_rejected", error[:2000])
+            await send_dead_letter(dlq_topic, source_record(event), rejection)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import faust
 import orjson
 
 from leadedge import metrics
 from leadedge.app import app, dlq_topic, merged_topic, requests_topic, settings
-from leadedge.dead_letters import dead_letter_headers
+from leadedge.dead_letters import send_dead_letter
 from leadedge.enrich import Enricher
 from leadedge.history import SEQUENCE, chunk_key, entry, plan_append
 from leadedge.merge import MergeRules, merged_request
@@ -30,15 +29,10 @@ processor = RecordProcessor(
 )
 
 
-async def send_dead_letter(record: SourceRecord, rejection: Rejection) -> None:
-    """The original bytes, with the reason and origin in headers."""
+async def reject(record: SourceRecord, rejection: Rejection) -> None:
+    """Route a refused record to the dead-letter topic."""
     metrics.events_total.labels("dead_letter").inc()
-    metrics.dead_letters_total.labels(rejection.reason).inc()
-    await dlq_topic.send(
-        key=record.key,
-        value=record.value or b"",
-        headers=dead_letter_headers(record, rejection, int(time.time() * 1000)),
-    )
+    await send_dead_letter(dlq_topic, record, rejection)
 
 
 def record_history(merged: Merged, record: SourceRecord) -> None:
@@ -75,7 +69,7 @@ async def merge_requests(stream: faust.StreamT[bytes]) -> None:
         try:
             outcome = processor.process(record, merged_requests.get)
             if isinstance(outcome, Rejection):
-                await send_dead_letter(record, outcome)
+                await reject(record, outcome)
             elif isinstance(outcome, Merged):
                 record_history(outcome, record)
                 merged_requests[outcome.request_id] = outcome.state
@@ -91,4 +85,4 @@ async def merge_requests(stream: faust.StreamT[bytes]) -> None:
             log.exception(
                 "merge failed for %s[%d]@%d", record.topic, record.partition, record.offset
             )
-            await send_dead_letter(record, Rejection("internal_error", repr(exc)))
+            await reject(record, Rejection("internal_error", repr(exc)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 registry = CollectorRegistry(auto_describe=True)
 
@@ -33,3 +33,35 @@ recovery_in_progress = Gauge(
 def exposition() -> bytes:
     """The registry in Prometheus' text format."""
     return generate_latest(registry)
+
+
+sink_batch_size = Histogram(
+    "leadedge_sink_batch_size",
+    "Documents or records per sink write.",
+    ["sink"],
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 5000, 20000),
+    registry=registry,
+)
+sink_write_seconds = Histogram(
+    "leadedge_sink_write_seconds",
+    "Time for a sink write to be stored, retries included.",
+    ["sink"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=registry,
+)
+sink_retries_total = Counter(
+    "leadedge_sink_retries_total",
+    "Transient sink failures that were retried (sink down, 429, 5xx).",
+    ["sink"],
+    registry=registry,
+)
+es_version_conflicts_total = Counter(
+    "leadedge_es_version_conflicts_total",
+    "Writes Elasticsearch refused because it already held a newer version (harmless).",
+    registry=registry,
+)
+es_rejected_total = Counter(
+    "leadedge_es_rejected_total",
+    "Documents Elasticsearch refused for good; each went to the dead-letter topic.",
+    registry=registry,
+)

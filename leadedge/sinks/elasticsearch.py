@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, TransportError
 from elasticsearch.exceptions import ApiError, ConnectionError, ConnectionTimeout
 from elasticsearch.serializer import OrjsonSerializer
 
+from leadedge import metrics
 from leadedge.exceptions import SinkError
 from leadedge.sinks.es_mapping import requests_template
 from leadedge.sinks.retry import retry_forever
@@ -28,6 +30,17 @@ def _is_transient(exc: BaseException) -> bool:
 
 class _RetryItems(Exception):
     """Some bulk items failed transiently; the whole call is retried for them."""
+
+
+Document = tuple[str, int, dict[str, Any]]
+
+
+@dataclass
+class WriteResult:
+    """What became of a batch besides the documents stored."""
+
+    version_conflicts: int = 0
+    rejected: list[tuple[str, Any]] = field(default_factory=list)
 
 
 class ElasticsearchSink:
@@ -53,8 +66,6 @@ class ElasticsearchSink:
         self.useragent_field = useragent_field
         self.refresh_interval = refresh_interval
         self.request_timeout = request_timeout
-        self.version_conflicts = 0
-        self.rejected: list[tuple[str, Any]] = []
         self._client: AsyncElasticsearch | None = None
 
     @property
@@ -99,16 +110,21 @@ class ElasticsearchSink:
             if exc.error != "resource_already_exists_exception":
                 raise
 
-    async def write(self, batch: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
-        """Index every (id, version, document); returns once each is stored or refused."""
+    async def write(self, batch: Sequence[Document]) -> WriteResult:
+        """Index every (id, version, document); returns once each is stored or refused.
+
+        Blocks, retrying with capped backoff, while Elasticsearch is down or pushes back
+        (429, 5xx): the caller acknowledges nothing meanwhile.
+        """
+        result = WriteResult()
         if not batch:
-            return
+            return result
         started = time.monotonic()
         pending = list(batch)
 
         async def attempt() -> None:
             nonlocal pending
-            pending = await self._bulk(pending)
+            pending = await self._bulk(pending, result)
             if pending:
                 msg = f"{len(pending)} documents to retry"
                 raise _RetryItems(msg)
@@ -118,17 +134,24 @@ class ElasticsearchSink:
             is_transient=lambda exc: isinstance(exc, _RetryItems) or _is_transient(exc),
             what=f"bulk index into {self.alias}",
             log=log,
+            on_retry=metrics.sink_retries_total.labels("elasticsearch").inc,
         )
+        elapsed = time.monotonic() - started
+        metrics.sink_batch_size.labels("elasticsearch").observe(len(batch))
+        metrics.sink_write_seconds.labels("elasticsearch").observe(elapsed)
+        metrics.es_version_conflicts_total.inc(result.version_conflicts)
+        metrics.es_rejected_total.inc(len(result.rejected))
         log.info(
-            "indexed %d documents into %s in %.0f ms",
+            "indexed %d documents into %s in %.0f ms (%d older versions skipped, %d refused)",
             len(batch),
             self.alias,
-            (time.monotonic() - started) * 1000,
+            elapsed * 1000,
+            result.version_conflicts,
+            len(result.rejected),
         )
+        return result
 
-    async def _bulk(
-        self, batch: list[tuple[str, int, dict[str, Any]]]
-    ) -> list[tuple[str, int, dict[str, Any]]]:
+    async def _bulk(self, batch: list[Document], result: WriteResult) -> list[Document]:
         operations: list[dict[str, Any]] = []
         for request_id, version, document in batch:
             operations.append(
@@ -145,19 +168,18 @@ class ElasticsearchSink:
         response = await self.client.bulk(operations=operations)
         if not response.get("errors"):
             return []
-        retry: list[tuple[str, int, dict[str, Any]]] = []
+        retry: list[Document] = []
         for item, sent in zip(response["items"], batch, strict=True):
-            result = item["index"]
-            status = result.get("status", 500)
+            outcome = item["index"]
+            status = outcome.get("status", 500)
             if status < 300:
                 continue
             if status == 409:
-                self.version_conflicts += 1
+                result.version_conflicts += 1
             elif status in TRANSIENT_STATUS:
                 retry.append(sent)
             else:
-                log.error("Elasticsearch refused document %s: %s", sent[0], result.get("error"))
-                self.rejected.append((sent[0], result.get("error")))
+                result.rejected.append((sent[0], outcome.get("error")))
         return retry
 
     async def stop(self) -> None:

@@ -16,6 +16,7 @@ async def retry_forever(
     is_transient: Callable[[BaseException], bool],
     what: str,
     log: logging.Logger,
+    on_retry: Callable[[], None] = lambda: None,
     first_delay: float = 0.2,
     max_delay: float = 10.0,
 ) -> T:
@@ -33,6 +34,7 @@ async def retry_forever(
             if not is_transient(exc):
                 raise
             failures += 1
+            on_retry()
             log.warning("%s failed (attempt %d), retrying in %.1fs: %r", what, failures, delay, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)

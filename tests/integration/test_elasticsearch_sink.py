@@ -1,0 +1,69 @@
+"""The Elasticsearch sink against the real server: versions never go back."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from leadedge.sinks.elasticsearch import ElasticsearchSink
+from tests.integration.stack import Endpoints
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+async def sink(endpoints: Endpoints) -> ElasticsearchSink:
+    sink = ElasticsearchSink(url=endpoints.es_url, alias=f"t{uuid.uuid4().hex[:10]}-requests")
+    await sink.start()
+    yield sink  # type: ignore[misc]
+    await sink.stop()
+
+
+def doc(version: int) -> dict[str, object]:
+    return {"id": "r1", "event_count": version, "clicks": version}
+
+
+async def test_a_delayed_or_replayed_write_never_overwrites_a_newer_one(
+    sink: ElasticsearchSink, endpoints: Endpoints
+) -> None:
+    await sink.write([("r1", 5, doc(5))])
+    older = await sink.write([("r1", 3, doc(3))])
+    same = await sink.write([("r1", 5, doc(5))])
+    reordered = await sink.write([("r1", 7, doc(7)), ("r1", 6, doc(6))])
+    assert older.version_conflicts == 1
+    assert same.version_conflicts == 0  # a replay of the same version is harmless
+    assert reordered.version_conflicts == 1
+    stored = Elasticsearch(endpoints.es_url).get(index=sink.alias, id="r1")
+    assert stored["_version"] == 7
+    assert stored["_source"]["clicks"] == 7
+
+
+async def test_a_document_the_mapping_refuses_is_reported_not_retried(
+    sink: ElasticsearchSink,
+) -> None:
+    result = await sink.write(
+        [("bad", 1, {"id": "bad", "geo": "not an object"}), ("good", 1, doc(1))]
+    )
+    assert [request_id for request_id, _ in result.rejected] == ["bad"]
+    assert "parsing_exception" in repr(result.rejected[0][1])
+
+
+async def test_a_malformed_value_does_not_lose_the_document(
+    sink: ElasticsearchSink, endpoints: Endpoints
+) -> None:
+    result = await sink.write([("m", 1, {"id": "m", "ipaddress": "not-an-ip", "event_count": 1})])
+    assert result.rejected == []
+    stored = Elasticsearch(endpoints.es_url).get(index=sink.alias, id="m")
+    assert stored["_source"]["ipaddress"] == "not-an-ip"
+
+
+async def test_the_alias_and_template_are_created_once_however_often_started(
+    sink: ElasticsearchSink, endpoints: Endpoints
+) -> None:
+    again = ElasticsearchSink(url=endpoints.es_url, alias=sink.alias)
+    await again.start()
+    await again.stop()
+    indices = Elasticsearch(endpoints.es_url).indices.get_alias(name=sink.alias)
+    assert list(indices) == [f"{sink.alias}-000001"]
