@@ -1,0 +1,174 @@
+"""Elasticsearch or S3 down while events flow, SIGTERM and kill -9: nothing lost."""
+
+from __future__ import annotations
+
+import gzip
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from elasticsearch import Elasticsearch
+
+from tests.integration.conftest import WorkerFactory
+from tests.integration.history import generate, reference_merge
+from tests.integration.kafka_io import produce_at_rate
+from tests.integration.stack import Endpoints
+from tests.integration.worker import Names, Worker, wait_for
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_S = 30
+
+
+def local_stack_only(endpoints: Endpoints) -> None:
+    if endpoints.stack is None:
+        pytest.skip("outages are injected with `leadedge stack stop`; not available with Docker")
+
+
+def produce_in_background(
+    endpoints: Endpoints, topic: str, records: list[tuple[bytes, bytes]], rate: float
+) -> tuple[threading.Thread, list[tuple[int, int]]]:
+    positions: list[tuple[int, int]] = []
+    thread = threading.Thread(
+        target=lambda: positions.extend(produce_at_rate(endpoints.broker, topic, records, rate))
+    )
+    thread.start()
+    return thread, positions
+
+
+def archived_positions(
+    endpoints: Endpoints, names: Names
+) -> tuple[Counter[tuple[int, int]], list[str]]:
+    """How often each (partition, offset) appears across the archive's objects."""
+    s3 = endpoints.s3_client()
+    seen: Counter[tuple[int, int]] = Counter()
+    keys: list[str] = []
+    for listing in s3.get_paginator("list_objects_v2").paginate(
+        Bucket="leadedge", Prefix=names.s3_prefix + "/"
+    ):
+        for item in listing.get("Contents", []):
+            keys.append(item["Key"])
+            body = s3.get_object(Bucket="leadedge", Key=item["Key"])["Body"].read()
+            for line in gzip.decompress(body).splitlines():
+                record = orjson.loads(line)
+                seen[(record["partition"], record["offset"])] += 1
+    return seen, keys
+
+
+def assert_archived_exactly_once(
+    endpoints: Endpoints, names: Names, positions: list[tuple[int, int]], timeout: float = 120
+) -> None:
+    expected = set(positions)
+
+    def complete() -> tuple[Counter[tuple[int, int]], list[str]] | None:
+        seen, keys = archived_positions(endpoints, names)
+        return (seen, keys) if set(seen) >= expected else None
+
+    seen, keys = wait_for(complete, timeout, f"{len(expected)} raw events in S3", interval=2)
+    assert set(seen) == expected
+    assert max(seen.values()) == 1, [p for p, n in seen.items() if n > 1][:10]
+    for key in keys:
+        name = key.rsplit("/", 1)[1]
+        topic, partition, first_offset = name.removesuffix(".ndjson.gz").split("+")
+        assert topic == names.requests_topic
+        assert (int(partition), int(first_offset)) in expected
+        assert f"/topic={names.requests_topic}/dt=" in key and "/hour=" in key
+
+
+def assert_indexed_as_reference(
+    endpoints: Endpoints, names: Names, expected: dict[str, Any]
+) -> None:
+    es = Elasticsearch(endpoints.es_url)
+
+    def all_indexed() -> bool:
+        es.indices.refresh(index=names.es_alias)
+        hits = es.search(index=names.es_alias, size=len(expected) + 100)["hits"]["hits"]
+        return {hit["_id"]: hit["_source"] for hit in hits} == expected
+
+    wait_for(all_indexed, 180, "every merged request in Elasticsearch", interval=2)
+
+
+def test_elasticsearch_down_for_30s_while_events_flow_loses_nothing(
+    endpoints: Endpoints, start_worker: WorkerFactory, city_db: Path
+) -> None:
+    local_stack_only(endpoints)
+    assert endpoints.stack is not None
+    history = generate(ids=300, events=6_000, seed=21)
+    expected = reference_merge(history, city_db)
+    names = Names()
+    start_worker(names)
+    producer, _ = produce_in_background(endpoints, names.requests_topic, history.records, 150)
+    time.sleep(5)
+    endpoints.stack.stop("elasticsearch")
+    try:
+        time.sleep(OUTAGE_S)
+    finally:
+        endpoints.stack.start("elasticsearch")
+    producer.join()
+    assert_indexed_as_reference(endpoints, names, expected)
+
+
+def test_s3_down_for_30s_while_events_flow_archives_every_event_exactly_once(
+    endpoints: Endpoints, start_worker: WorkerFactory
+) -> None:
+    local_stack_only(endpoints)
+    assert endpoints.stack is not None
+    history = generate(ids=100, events=4_000, seed=22)
+    names = Names()
+    start_worker(names, extra={"LEADEDGE_ARCHIVE_MAX_BYTES": "8192"})
+    producer, positions = produce_in_background(
+        endpoints, names.requests_topic, history.records, 100
+    )
+    time.sleep(5)
+    endpoints.stack.stop("s3")
+    try:
+        time.sleep(OUTAGE_S)
+    finally:
+        endpoints.stack.start("s3")
+    producer.join()
+    assert_archived_exactly_once(endpoints, names, positions)
+
+
+def test_sigterm_stores_the_open_archive_buffers_before_the_worker_exits(
+    endpoints: Endpoints, start_worker: WorkerFactory
+) -> None:
+    history = generate(ids=20, events=300, seed=23)
+    names = Names()
+    # No age or size rotation within the test: only the shutdown can store these.
+    worker = start_worker(names, extra={"LEADEDGE_ARCHIVE_MAX_AGE_S": "3600"})
+    positions = produce_at_rate(endpoints.broker, names.requests_topic, history.records, 1000)
+    wait_for(lambda: _merged_count(worker) >= 1, 30, "merging to start")
+    time.sleep(3)  # let the archive consumer read everything
+    assert archived_positions(endpoints, names)[0] == Counter()
+    worker.kill(signal.SIGTERM)
+    assert_archived_exactly_once(endpoints, names, positions, timeout=30)
+
+
+def _merged_count(worker: Worker) -> float:
+    for line in worker.get_text("/metrics").splitlines():
+        if line.startswith('leadedge_events_total{outcome="merged"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_kill_9_during_uploads_leaves_no_gap_and_no_duplicate_offset(
+    endpoints: Endpoints, start_worker: WorkerFactory
+) -> None:
+    history = generate(ids=100, events=6_000, seed=24)
+    names = Names()
+    # Small objects: an upload is under way most of the time.
+    worker = start_worker(names, extra={"LEADEDGE_ARCHIVE_MAX_BYTES": "2048"})
+    producer, positions = produce_in_background(
+        endpoints, names.requests_topic, history.records, 300
+    )
+    for pause in (4.0, 6.5, 3.0):
+        time.sleep(pause)
+        worker.kill()
+        worker.start()
+    producer.join()
+    assert_archived_exactly_once(endpoints, names, positions)
