@@ -48,6 +48,7 @@ class RawArchive(Service):
             region=settings.s3_region,
             access_key_id=settings.s3_access_key_id,
             secret_access_key=settings.s3_secret_access_key.get_secret_value(),
+            server_side_encryption=settings.s3_server_side_encryption,
         )
         self.buffers: dict[TopicPartition, PartitionBuffer] = {}
         self.consumer: AIOKafkaConsumer | None = None

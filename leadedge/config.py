@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: str = "leadedge"
     s3_secret_access_key: SecretStr = SecretStr("leadedge-secret")
+    # e.g. "AES256" or "aws:kms"; unset: the bucket's default encryption.
+    s3_server_side_encryption: str | None = None
     archive_max_bytes: int = Field(8 * MIB, ge=1024)
     archive_max_age_s: float = Field(60.0, ge=1.0)
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import boto3
+import boto3.s3.transfer
 import botocore.config
 import botocore.exceptions
 
+from leadedge import metrics
 from leadedge.exceptions import SinkError
 from leadedge.sinks.retry import retry_forever
 
@@ -38,6 +41,7 @@ class S3Sink:
         access_key_id: str,
         secret_access_key: str,
         server_side_encryption: str | None = None,
+        multipart_threshold: int = 8 * 1024 * 1024,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.bucket = bucket
@@ -45,6 +49,9 @@ class S3Sink:
         self._credentials = (access_key_id, secret_access_key)
         self.server_side_encryption = server_side_encryption
         self._client: Any = None
+        self._transfer = boto3.s3.transfer.TransferConfig(
+            multipart_threshold=multipart_threshold, multipart_chunksize=multipart_threshold
+        )
 
     async def start(self) -> None:
         """Create the client; the bucket must exist."""
@@ -73,7 +80,10 @@ class S3Sink:
                 is_transient=_is_transient,
                 what=f"S3 put s3://{self.bucket}/{key}",
                 log=log,
+                on_retry=metrics.sink_retries_total.labels("s3").inc,
             )
+            metrics.sink_batch_size.labels("s3").observe(len(body))
+            metrics.sink_write_seconds.labels("s3").observe(time.monotonic() - started)
             log.info(
                 "stored s3://%s/%s (%d bytes) in %.0f ms",
                 self.bucket,
@@ -83,17 +93,12 @@ class S3Sink:
             )
 
     def _put(self, key: str, body: bytes) -> None:
-        extra = (
-            {"ServerSideEncryption": self.server_side_encryption}
-            if self.server_side_encryption
-            else {}
-        )
-        self._client.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/gzip",
-            **extra,
+        extra = {"ContentType": "application/gzip"}
+        if self.server_side_encryption:
+            extra["ServerSideEncryption"] = self.server_side_encryption
+        # upload_fileobj switches to a multipart upload above the threshold.
+        self._client.upload_fileobj(
+            io.BytesIO(body), self.bucket, key, ExtraArgs=extra, Config=self._transfer
         )
 
     async def stop(self) -> None:
