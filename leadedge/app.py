@@ -6,8 +6,12 @@ import faust
 
 from leadedge.config import Settings, bootstrap_servers, get_settings
 from leadedge.kafka_admin import TopicSpec, ensure_topics
+from leadedge.web.auth import KeyStore
 
 settings = get_settings()
+# Read here, not in a view module: an error in an autodiscovered module only logs a
+# warning, and a bad keys file must stop the worker with a message naming the variable.
+api_keys = KeyStore.load(settings.api_keys_file)
 
 
 class LeadEdgeApp(faust.App):
@@ -38,7 +42,7 @@ app = LeadEdgeApp(
     settings.app_id,
     broker=settings.broker,
     store=settings.store,
-    autodiscover=["agents", "tables", "leadedge.views"],
+    autodiscover=["agents", "tables", "leadedge.web"],
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     topic_allow_declare=True,

@@ -65,3 +65,21 @@ es_rejected_total = Counter(
     "Documents Elasticsearch refused for good; each went to the dead-letter topic.",
     registry=registry,
 )
+http_request_seconds = Histogram(
+    "leadedge_http_request_seconds",
+    "HTTP latency by method, route and status.",
+    ["method", "route", "status"],
+    registry=registry,
+)
+freshness_seconds = Histogram(
+    "leadedge_freshness_seconds",
+    "From the event time of a request's latest event to its document being indexed.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300),
+    registry=registry,
+)
+consumer_lag = Gauge(
+    "leadedge_consumer_lag",
+    "Records not yet read, per topic partition this worker is assigned.",
+    ["topic", "partition"],
+    registry=registry,
+)

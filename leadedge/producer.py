@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaProducer
+
+from leadedge.exceptions import LeadEdgeError
 
 
 def keyed(lines: Iterable[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
@@ -36,26 +39,43 @@ class EventProducer:
     """An idempotent producer (acks=all) for the requests topic."""
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
         self.topic = topic
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-        )
+        self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
-        """Connect."""
-        await self._producer.start()
+        """Create the client (it needs the running loop) and connect; idempotent."""
+        async with self._starting:
+            if self._producer is not None:
+                return
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+            )
+            await producer.start()
+            self._producer = producer
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The connected client."""
+        if self._producer is None:
+            msg = "EventProducer used before start()"
+            raise LeadEdgeError(msg)
+        return self._producer
 
     async def send(self, key: bytes | None, value: bytes) -> None:
         """Queue one record; `flush` waits for every queued record."""
-        await self._producer.send(self.topic, value, key=key)
+        await self.producer.send(self.topic, value, key=key)
 
     async def flush(self) -> None:
         """Wait until everything sent so far is acknowledged."""
-        await self._producer.flush()
+        await self.producer.flush()
 
     async def stop(self) -> None:
         """Flush and disconnect."""
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -10,4 +10,7 @@ request_history = app.Table(
     "request_history",
     default=None,
     partitions=settings.partitions,
+    # Raw UTF-8 keys hash to the same partition as the id's records, so a lookup
+    # is routed to the worker that owns the id.
+    key_type=str,
 )

@@ -132,6 +132,22 @@ class Worker:
         with urllib.request.urlopen(f"{self.base_url}{path}", timeout=10) as answer:
             return str(answer.read().decode())
 
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        request = urllib.request.Request(
+            f"{self.base_url}{path}", data=body, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, orjson.loads(answer.read()), dict(answer.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read() or b"null"), dict(exc.headers)
+
     def get(self, path: str) -> tuple[int, Any]:
         try:
             with urllib.request.urlopen(f"{self.base_url}{path}", timeout=10) as answer:

@@ -124,7 +124,20 @@ async def test_a_type_conflict_rejects_the_whole_event(sent: dict[str, Recording
 def test_every_agent_and_table_is_registered() -> None:
     app.discover()
     assert {"agents.merge.merge_requests", "agents.index.index_requests"} <= set(app.agents)
-    assert "merged_requests" in app.tables
+    assert {"merged_requests", "request_history"} <= set(app.tables)
+    paths = (
+        {view.view_path for view in app.web.views.values()} if hasattr(app.web, "views") else set()
+    )
+    routes = {str(route.resource.canonical) for route in app.web.web_app.router.routes()} | paths
+    for path in (
+        "/requests",
+        "/requests/{request_id}",
+        "/requests/{request_id}/history",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+    ):
+        assert path in routes, path
 
 
 async def test_applied_events_are_kept_in_the_history_in_order(

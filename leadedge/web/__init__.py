@@ -1,0 +1,1 @@
+"""HTTP on Faust's web server: the collector, lookups, health, metrics, OpenAPI."""

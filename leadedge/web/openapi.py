@@ -1,0 +1,181 @@
+"""The HTTP API described as OpenAPI 3.0 (served at /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "description": "What is wrong",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            }
+        }
+    },
+}
+_ID = {
+    "name": "request_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+_EVENT = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {
+            "oneOf": [{"type": "string", "minLength": 1, "maxLength": 256}, {"type": "integer"}]
+        },
+        "ts": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
+        "event_id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+    },
+    "additionalProperties": True,
+}
+_MERGED = {
+    "type": "object",
+    "required": ["id", "project", "event_count"],
+    "additionalProperties": True,
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "leadedge",
+        "version": "0.1.0",
+        "description": "Merged requests from request-history events.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/requests": {
+            "post": {
+                "summary": "Collect one event or an array of up to 500",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    _EVENT,
+                                    {
+                                        "type": "array",
+                                        "items": _EVENT,
+                                        "minItems": 1,
+                                        "maxItems": 500,
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "Accepted events are in Kafka; rejected ones are listed",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["accepted", "rejected"],
+                                    "properties": {
+                                        "accepted": {"type": "integer"},
+                                        "rejected": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "required": ["index", "reason", "detail"],
+                                                "properties": {
+                                                    "index": {"type": "integer"},
+                                                    "reason": {"type": "string"},
+                                                    "detail": {"type": "string"},
+                                                },
+                                            },
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "413": _ERROR,
+                    "415": _ERROR,
+                },
+            }
+        },
+        "/requests/{request_id}": {
+            "get": {
+                "summary": "The merged request, from whichever worker owns the id",
+                "parameters": [_ID],
+                "responses": {
+                    "200": {
+                        "description": "The merged request",
+                        "content": {"application/json": {"schema": _MERGED}},
+                    },
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "503": _ERROR,
+                },
+            }
+        },
+        "/requests/{request_id}/history": {
+            "get": {
+                "summary": "The id's applied events, oldest first",
+                "parameters": [
+                    _ID,
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page of the timeline",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["id", "total", "dropped", "truncated", "events"],
+                                    "properties": {
+                                        "id": {"type": "string"},
+                                        "total": {"type": "integer"},
+                                        "dropped": {"type": "integer"},
+                                        "truncated": {"type": "boolean"},
+                                        "offset": {"type": "integer"},
+                                        "events": {"type": "array", "items": {"type": "object"}},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "503": _ERROR,
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Readiness",
+                "security": [],
+                "responses": {
+                    "200": {"description": "Serving"},
+                    "503": {"description": "Recovering; says what it waits for"},
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Text exposition format"}, "401": _ERROR},
+            }
+        },
+    },
+}

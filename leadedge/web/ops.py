@@ -1,0 +1,69 @@
+"""`GET /health`, `GET /metrics`, `GET /openapi.json`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+from faust.transport.consumer import Consumer
+from faust.web import Request, Response, View
+
+from leadedge import metrics
+from leadedge.app import app
+from leadedge.web.common import endpoint, not_ready_because, recovery, recovery_remaining
+from leadedge.web.openapi import OPENAPI
+
+log = logging.getLogger(__name__)
+
+
+@app.page("/health")
+class HealthView(View):
+    """200 when serving; 503 naming what it waits for while the tables recover."""
+
+    @endpoint("/health", authenticate=False)
+    async def get(self, request: Request, *, project: str, **params: Any) -> Response:
+        """Readiness: tables recovered and no rebalance under way."""
+        reasons = not_ready_because()
+        if reasons:
+            response = self.json({"status": "recovering", "waiting_for": reasons}, status=503)
+            response.headers["Retry-After"] = "1"
+            return response
+        return self.json({"status": "ok"})
+
+
+def _update_lag() -> None:
+    consumer = cast(Consumer, app.consumer)
+    metrics.consumer_lag.clear()
+    for tp in consumer.assignment():
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:
+            continue
+        read = consumer._read_offset.get(tp)
+        if highwater is None:
+            continue
+        lag = highwater - (read + 1 if read is not None else 0)
+        metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+
+
+@app.page("/metrics")
+class MetricsView(View):
+    """Prometheus text format."""
+
+    @endpoint("/metrics")
+    async def get(self, request: Request, *, project: str, **params: Any) -> Response:
+        """Counters and histograms, plus lag and recovery progress at this moment."""
+        metrics.recovery_in_progress.set(1 if recovery().in_recovery else 0)
+        metrics.recovery_remaining_records.set(recovery_remaining())
+        _update_lag()
+        return self.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+
+@app.page("/openapi.json")
+class OpenApiView(View):
+    """The API's description, for clients and for schemathesis."""
+
+    @endpoint("/openapi.json", authenticate=False)
+    async def get(self, request: Request, *, project: str, **params: Any) -> Response:
+        """OpenAPI 3.0."""
+        return self.json(OPENAPI)

@@ -1,0 +1,162 @@
+"""`POST /requests` (the collector) and the lookups `GET /requests/{id}[/history]`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
+from faust.web import Request, Response, View
+from mode import Service
+
+from leadedge.app import app, settings
+from leadedge.config import bootstrap_servers
+from leadedge.history import SEQUENCE, chunk_key, chunks_to_read, page
+from leadedge.merge import merged_request
+from leadedge.models import Rejection
+from leadedge.producer import EventProducer
+from leadedge.validate import event_from_object
+from leadedge.web.common import endpoint, error
+from leadedge.web.routing import routed_by_id
+from tables.merged_requests import merged_requests
+from tables.request_history import request_history
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_EVENTS = 500
+MAX_PAGE = 1000
+
+collector_producer = EventProducer(bootstrap_servers(settings.broker), settings.requests_topic)
+
+
+@app.service
+class CollectorProducer(Service):
+    """An idempotent, acks=all producer for accepted events, open while the worker runs."""
+
+    async def on_start(self) -> None:
+        """Connect."""
+        await collector_producer.start()
+
+    async def on_stop(self) -> None:
+        """Flush and disconnect."""
+        await collector_producer.stop()
+
+
+def validate_batch(body: Any, project: str) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
+    """Accepted (id, bytes) in order, and per rejected event its index and reason."""
+    events = body if isinstance(body, list) else [body]
+    accepted: list[tuple[str, bytes]] = []
+    rejected: list[dict[str, Any]] = []
+    now_ms = int(time.time() * 1000)
+    for index, doc in enumerate(events):
+        if isinstance(doc, dict):
+            # The collector decides the project: a key belongs to exactly one.
+            doc = {**doc, "project": project}
+        result = event_from_object(doc, key=None, record_ts_ms=now_ms, check_key=False)
+        if isinstance(result, Rejection):
+            rejected.append({"index": index, "reason": result.reason, "detail": result.detail})
+            continue
+        value = orjson.dumps(doc)
+        if len(value) > settings.max_event_bytes:
+            detail = f"event has {len(value)} bytes, over {settings.max_event_bytes}"
+            rejected.append({"index": index, "reason": "too_large", "detail": detail})
+            continue
+        accepted.append((result.id, value))
+    return accepted, rejected
+
+
+@app.page("/requests")
+class CollectorView(View):
+    """`POST /requests`: one event or an array of up to 500."""
+
+    @endpoint("/requests")
+    async def post(self, request: Request, *, project: str, **params: Any) -> Response:
+        """Validate each event as the merge agent would; produce the valid ones, keyed by id."""
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return error(self, 415, f"Content-Type must be application/json, not {content_type!r}")
+        length = request.headers.get("Content-Length", "0")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error(self, 413, f"body over {MAX_BODY_BYTES} bytes")
+        try:
+            raw = await request.read()
+        except HTTPRequestEntityTooLarge:
+            return error(self, 413, f"body over {MAX_BODY_BYTES} bytes")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return error(self, 400, f"body is not JSON: {exc}")
+        if isinstance(body, list) and not body:
+            return error(self, 400, "the array holds no event")
+        if isinstance(body, list) and len(body) > MAX_EVENTS:
+            return error(self, 413, f"{len(body)} events in one call, over {MAX_EVENTS}")
+        accepted, rejected = validate_batch(body, project)
+        # The web server answers before the worker's services start: connect on first use.
+        await collector_producer.start()
+        for request_id, value in accepted:
+            await collector_producer.send(request_id.encode(), value)
+        # 202 only once Kafka has every accepted event (acks=all).
+        await collector_producer.flush()
+        return self.json({"accepted": len(accepted), "rejected": rejected}, status=202)
+
+
+def _visible(state: dict[str, Any] | None, project: str) -> bool:
+    # Another project's id answers exactly like an unknown one.
+    return state is not None and state.get("project") == project
+
+
+def _not_found(view: View, request_id: str) -> Response:
+    return error(view, 404, f"no request with id {request_id!r}")
+
+
+@app.page("/requests/{request_id}")
+class RequestView(View):
+    """`GET /requests/{id}`: the merged request, 404 when unknown."""
+
+    @endpoint("/requests/{id}")
+    @routed_by_id("merged_requests")
+    async def get(
+        self: View, request: Request, *args: Any, project: str, **params: Any
+    ) -> Response:
+        """Answer from the local table partition that owns the id."""
+        request_id = request.match_info["request_id"]
+        state = merged_requests.get(request_id)
+        if not _visible(state, project):
+            return _not_found(self, request_id)
+        assert state is not None
+        return self.json(merged_request(state))
+
+
+def _int_param(request: Request, name: str, default: int, maximum: int) -> int | str:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) > maximum:
+        return f"query parameter {name!r} must be an integer from 0 to {maximum}, not {raw!r}"
+    return int(raw)
+
+
+@app.page("/requests/{request_id}/history")
+class HistoryView(View):
+    """`GET /requests/{id}/history?offset=0&limit=1000`: the applied events, oldest first."""
+
+    @endpoint("/requests/{id}/history")
+    @routed_by_id("merged_requests")
+    async def get(
+        self: View, request: Request, *args: Any, project: str, **params: Any
+    ) -> Response:
+        """The latest events (at least LEADEDGE_HISTORY_LENGTH), saying how many were dropped."""
+        request_id = request.match_info["request_id"]
+        offset = _int_param(request, "offset", 0, 10**9)
+        limit = _int_param(request, "limit", MAX_PAGE, MAX_PAGE)
+        if isinstance(offset, str) or isinstance(limit, str):
+            return error(self, 400, str(offset if isinstance(offset, str) else limit))
+        state = merged_requests.get(request_id)
+        if not _visible(state, project):
+            return _not_found(self, request_id)
+        assert state is not None
+        total = state.get(SEQUENCE, 0)
+        events: list[dict[str, Any]] = []
+        for chunk in chunks_to_read(total, settings.history_length):
+            events.extend(request_history.get(chunk_key(request_id, chunk)) or [])
+        return self.json({"id": request_id, **page(events, total, offset, limit)})

@@ -1,0 +1,75 @@
+"""Answer a lookup on the worker that owns the id, whichever worker was asked.
+
+Faust's `table_route` hashes the key with the producer's metadata of the changelog topic,
+which a worker that has not yet written to that topic lacks (faust-streaming/faust#514).
+Here the partition comes from the id alone and the owner from the group's assignment.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, cast
+
+from faust.web import Request, Response, View
+from yarl import URL
+
+from leadedge.app import app, settings
+from leadedge.partitioning import partition_of
+from leadedge.web.common import Handler, not_ready_because, unavailable
+
+FORWARDED = "X-Leadedge-Forwarded"
+
+
+def owner_url(table_name: str, partition: int) -> URL | None:
+    """The web URL of the worker whose active partitions include `partition`."""
+    for url, topics in app.router.table_metadata(table_name).items():
+        for partitions in topics.values():
+            if partition in partitions:
+                return URL(url)
+    return None
+
+
+def _same_worker(url: URL) -> bool:
+    own = URL(str(app.conf.canonical_url))
+    return (url.host, url.port) == (own.host, own.port)
+
+
+async def _forward(view: View, request: Request, url: URL) -> Response:
+    incoming = cast(Any, request)
+    target = incoming.url.with_host(url.host).with_port(url.port)
+    headers = {**incoming.headers, FORWARDED: "1"}
+    async with app.http_client.request(incoming.method, target, headers=headers) as answer:
+        response = view.text(
+            await answer.text(), content_type=answer.content_type, status=answer.status
+        )
+        if "Retry-After" in answer.headers:
+            response.headers["Retry-After"] = answer.headers["Retry-After"]
+        return response
+
+
+def routed_by_id(table_name: str) -> Callable[[Handler], Handler]:
+    """Run the handler on the owner of `request_id`; 503 with Retry-After while unknown."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
+            request_id = request.match_info["request_id"]
+            reasons = not_ready_because()
+            if reasons:
+                return unavailable(view, "not ready: waiting for " + "; ".join(reasons))
+            owner = owner_url(table_name, partition_of(request_id, settings.partitions))
+            if owner is None:
+                return unavailable(view, "no worker owns this id yet: the group is rebalancing")
+            if _same_worker(owner):
+                return await handler(view, request, *args, **kwargs)
+            if request.headers.get(FORWARDED):
+                # The other worker sent it here: the two disagree while partitions move.
+                return unavailable(
+                    view, "the owner of this id is changing: the group is rebalancing"
+                )
+            return await _forward(view, request, owner)
+
+        return wrapper
+
+    return decorate
