@@ -15,6 +15,7 @@ import time
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
+from leadedge import metrics
 from leadedge.app import app, settings
 from leadedge.archive import PartitionBuffer, hour_of
 from leadedge.config import bootstrap_servers
@@ -82,6 +83,7 @@ class RawArchive(Service):
         while not self.should_stop:
             batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
             for tp, messages in batches.items():
+                metrics.agent_records_total.labels("archive", "in").inc(len(messages))
                 for message in messages:
                     await self.add(
                         tp,
@@ -123,5 +125,6 @@ class RawArchive(Service):
         if buffer is None or not buffer.lines:
             return
         await self.sink.write([(buffer.key(settings.s3_prefix), buffer.body())])
+        metrics.agent_records_total.labels("archive", "out").inc(len(buffer.lines))
         assert self.consumer is not None
         await self.consumer.commit({tp: buffer.last_offset + 1})

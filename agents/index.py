@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import datetime
 from typing import Any, cast
 
 import faust
@@ -10,6 +12,7 @@ import orjson
 from faust.types import EventT
 from mode import Service
 
+from leadedge import metrics
 from leadedge.app import app, dlq_topic, merged_topic, settings
 from leadedge.dead_letters import send_dead_letter
 from leadedge.models import Rejection, SourceRecord
@@ -66,6 +69,13 @@ def source_record(event: EventT[bytes]) -> SourceRecord:
     )
 
 
+def observe_freshness(batch: list[Document], now_s: float) -> None:
+    """Time from each request's latest event to its document being indexed."""
+    for _, _, document in batch:
+        updated = datetime.fromisoformat(str(document["updated_at"]).replace("Z", "+00:00"))
+        metrics.freshness_seconds.observe(max(now_s - updated.timestamp(), 0.0))
+
+
 @app.agent(merged_topic)
 async def index_requests(stream: faust.StreamT[bytes]) -> None:
     """Batch merged requests by count and linger; acknowledged only once stored."""
@@ -76,8 +86,12 @@ async def index_requests(stream: faust.StreamT[bytes]) -> None:
     batches = cast("faust.Stream[bytes]", stream).take_events(settings.es_batch_size, linger)
     async for events in batches:
         latest = latest_per_request(list(events))
+        metrics.agent_records_total.labels("index", "in").inc(len(events))
+        batch = documents(latest)
         try:
-            result = await elasticsearch_sink.write(documents(latest))
+            result = await elasticsearch_sink.write(batch)
+            observe_freshness(batch, time.time())
+            metrics.agent_records_total.labels("index", "out").inc(len(batch))
             refused = [(latest[request_id], repr(error)) for request_id, error in result.rejected]
         except Exception as exc:
             # Transient errors are retried inside; this is a refusal of the whole batch.

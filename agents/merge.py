@@ -66,6 +66,7 @@ async def merge_requests(stream: faust.StreamT[bytes]) -> None:
             key=message.key,
             value=message.value,
         )
+        metrics.agent_records_total.labels("merge", "in").inc()
         try:
             outcome = processor.process(record, merged_requests.get)
             if isinstance(outcome, Rejection):
@@ -78,6 +79,7 @@ async def merge_requests(stream: faust.StreamT[bytes]) -> None:
                     value=orjson.dumps(merged_request(outcome.state)),
                 )
                 metrics.events_total.labels("merged").inc()
+                metrics.agent_records_total.labels("merge", "out").inc()
             else:
                 metrics.events_total.labels("duplicate").inc()
         except Exception as exc:

@@ -27,11 +27,11 @@ def _fail(exc: LeadEdgeError) -> None:
 
 
 @click.group()
-def main() -> None:
+def cli() -> None:
     """Real-time merge of request-history events into enriched merged requests."""
 
 
-@main.group()
+@cli.group()
 def stack() -> None:
     """A local Kafka, Elasticsearch and S3 API on 127.0.0.1, without Docker."""
 
@@ -101,7 +101,7 @@ def _print_status() -> list[ComponentStatus]:
     return statuses
 
 
-@main.command()
+@cli.command()
 @click.argument("source", type=click.File("rb"), default="-")
 def send(source: BinaryIO) -> None:
     """Produce NDJSON events from SOURCE (a file, or - for stdin) to the requests topic."""
@@ -125,7 +125,7 @@ def send(source: BinaryIO) -> None:
     click.echo(f"sent {sent} events to {settings.requests_topic}")
 
 
-@main.command()
+@cli.command()
 @click.option("--seconds", type=float, default=None, help="Stop after this long (default: Ctrl-C).")
 @click.option(
     "--rate", type=float, default=2.0, show_default=True, help="Sample events per second."
@@ -207,3 +207,179 @@ async def _send_samples(settings: Settings, seconds: float | None, rate: float, 
             await asyncio.sleep(1 / rate)
     finally:
         await producer.stop()
+
+
+def _epoch_ms(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    from leadedge.replay import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+@cli.command("replay")
+@click.option(
+    "--from",
+    "start_ms",
+    required=True,
+    metavar="TIME",
+    callback=_epoch_ms,
+    help="Start of the range, inclusive: RFC 3339 (UTC when no offset) or epoch ms.",
+)
+@click.option(
+    "--to",
+    "end_ms",
+    required=True,
+    metavar="TIME",
+    callback=_epoch_ms,
+    help="End of the range, exclusive: RFC 3339 (UTC when no offset) or epoch ms.",
+)
+@click.option("--topic", default=None, help="Topic to produce to [default: the requests topic].")
+@click.option(
+    "--source-topic",
+    default=None,
+    help="Archived topic to read [default: the requests topic].",
+)
+@click.option("--dry-run", is_flag=True, help="Read and count, produce nothing.")
+def replay_command(
+    start_ms: int, end_ms: int, topic: str | None, source_topic: str | None, dry_run: bool
+) -> None:
+    """Re-produce archived raw events whose record time is in [--from, --to) from S3.
+
+    Each event keeps its key, value and timestamp, in offset order within each source
+    partition. Only the archive's hour partitions that overlap the range are listed.
+    """
+    from leadedge.replay import replay, s3_client
+
+    settings = get_settings()
+    source = source_topic or settings.requests_topic
+    target = topic or settings.requests_topic
+    try:
+        summary = asyncio.run(
+            replay(
+                s3=s3_client(settings),
+                bucket=settings.s3_bucket,
+                prefix=settings.s3_prefix,
+                source_topic=source,
+                start_ms=start_ms,
+                end_ms=end_ms,
+                broker=settings.broker,
+                target_topic=target,
+                dry_run=dry_run,
+                progress=lambda label, total: click.progressbar(
+                    length=total, label=label, show_pos=True
+                ),
+            )
+        )
+    except LeadEdgeError as exc:
+        _fail(exc)
+    where = f"s3://{settings.s3_bucket}/{settings.s3_prefix.strip('/')}/topic={source}/"
+    click.echo(
+        f"read {summary.objects} objects ({summary.lines} lines) from {where} "
+        f"over {summary.hours} hour partitions"
+    )
+    verb = "would re-produce" if dry_run else "re-produced"
+    click.echo(
+        f"{verb} {summary.replayed} events to {target} "
+        f"({summary.out_of_range} lines outside the range, "
+        f"{summary.duplicates} duplicate offsets skipped)"
+    )
+    if summary.ignored_objects:
+        click.secho(
+            f"ignored {summary.ignored_objects} objects not named like archive objects",
+            fg="yellow",
+        )
+
+
+@cli.command("reindex")
+@click.option("--alias", default=None, help="Alias to rebuild [default: LEADEDGE_ES_ALIAS].")
+@click.option("--keep-old", is_flag=True, help="Keep the old indices after the switch.")
+@click.option(
+    "--allow-fewer",
+    is_flag=True,
+    help="Switch even if the new index holds fewer documents than the alias.",
+)
+def reindex_command(alias: str | None, keep_old: bool, allow_fewer: bool) -> None:
+    """Rebuild the Elasticsearch index from the merged-requests topic and switch the alias.
+
+    Writes a new index `{alias}-{YYYYmmddHHMMSS}` from the current index template, then
+    moves the alias onto it in one atomic step and deletes the old index. Refuses to
+    switch when the new index would hold fewer documents than the alias does.
+    """
+    from leadedge.reindex import reindex
+
+    settings = get_settings()
+    try:
+        summary = asyncio.run(
+            reindex(
+                es_url=settings.es_url,
+                alias=alias or settings.es_alias,
+                broker=settings.broker,
+                merged_topic=settings.merged_topic,
+                ipaddress_field=settings.ipaddress_field,
+                useragent_field=settings.useragent_field,
+                refresh_interval=settings.es_refresh_interval,
+                batch_size=settings.es_batch_size,
+                keep_old=keep_old,
+                allow_fewer=allow_fewer,
+                progress=lambda label, total: click.progressbar(
+                    length=total, label=label, show_pos=True
+                ),
+            )
+        )
+    except LeadEdgeError as exc:
+        _fail(exc)
+    click.echo(
+        f"read {summary.records_read} records from {settings.merged_topic}; "
+        f"indexed {summary.documents} merged requests into {summary.new_index}"
+        + (f", then {summary.caught_up} that changed meanwhile" if summary.caught_up else "")
+        + f" ({summary.new_documents} documents; the alias held {summary.old_documents})"
+    )
+    previous = ", ".join(summary.old_indices) or "nothing"
+    click.echo(f"alias {summary.alias} now points to {summary.new_index} (was {previous})")
+    if summary.deleted:
+        click.echo(f"deleted {', '.join(summary.deleted)}")
+    elif summary.old_indices:
+        click.echo(f"kept {previous}")
+    if summary.refused:
+        click.secho(f"{len(summary.refused)} merged requests were not indexed:", fg="yellow")
+        for request_id, reason in summary.refused[:10]:
+            click.secho(f"  {request_id}: {reason}", fg="yellow")
+
+
+@cli.group()
+def keys() -> None:
+    """API keys: each belongs to one project; the keys file stores only their hashes."""
+
+
+@keys.command("add")
+@click.argument("project")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Keys file [default: LEADEDGE_API_KEYS_FILE].",
+)
+def keys_add(project: str, path: Path | None) -> None:
+    """Create a key for PROJECT, print it once, and store its hash."""
+    from leadedge.web.auth import add_key
+
+    target = path or get_settings().api_keys_file
+    if target is None:
+        _fail(LeadEdgeError("set LEADEDGE_API_KEYS_FILE or pass --file: where should the key go?"))
+        return
+    key = add_key(target, project)
+    click.echo(key)
+    click.echo(
+        f"stored its hash for project {project!r} in {target}; the key is not shown again", err=True
+    )
+
+
+def main() -> None:
+    """The `leadedge` command: a configuration problem is a message, not a traceback."""
+    try:
+        cli()
+    except LeadEdgeError as exc:
+        _fail(exc)

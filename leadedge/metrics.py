@@ -83,3 +83,9 @@ consumer_lag = Gauge(
     ["topic", "partition"],
     registry=registry,
 )
+agent_records_total = Counter(
+    "leadedge_agent_records_total",
+    "Records in and out of each agent (merge, index, archive).",
+    ["agent", "direction"],
+    registry=registry,
+)
