@@ -56,19 +56,6 @@ def documents(latest: dict[str, EventT[bytes]]) -> list[Document]:
     return batch
 
 
-def source_record(event: EventT[bytes]) -> SourceRecord:
-    """The merged-requests record an event came from, for its dead letter."""
-    message = event.message
-    return SourceRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp_ms=int(message.timestamp * 1000),
-        key=message.key,
-        value=message.value,
-    )
-
-
 def observe_freshness(batch: list[Document], now_s: float) -> None:
     """Time from each request's latest event to its document being indexed."""
     for _, _, document in batch:
@@ -100,4 +87,4 @@ async def index_requests(stream: faust.StreamT[bytes]) -> None:
         for event, error in refused:
             # The document stays in the table: `leadedge reindex` can write it again.
             rejection = Rejection("elasticsearch_rejected", error[:2000])
-            await send_dead_letter(dlq_topic, source_record(event), rejection)
+            await send_dead_letter(dlq_topic, SourceRecord.of(event.message), rejection)

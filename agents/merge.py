@@ -57,15 +57,7 @@ def record_history(merged: Merged, record: SourceRecord) -> None:
 async def merge_requests(stream: faust.StreamT[bytes]) -> None:
     """Merge each event into its request; route every bad one to the dead-letter topic."""
     async for event in stream.events():
-        message = event.message
-        record = SourceRecord(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            timestamp_ms=int(message.timestamp * 1000),
-            key=message.key,
-            value=message.value,
-        )
+        record = SourceRecord.of(event.message)
         metrics.agent_records_total.labels("merge", "in").inc()
         try:
             outcome = processor.process(record, merged_requests.get)

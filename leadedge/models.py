@@ -23,6 +23,18 @@ class SourceRecord:
     key: bytes | None
     value: bytes | None
 
+    @classmethod
+    def of(cls, message: Any) -> SourceRecord:
+        """From a Faust message (its timestamp is in seconds)."""
+        return cls(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            timestamp_ms=int(message.timestamp * 1000),
+            key=message.key,
+            value=message.value,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
