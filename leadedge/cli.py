@@ -189,8 +189,10 @@ async def _send_samples(settings: Settings, seconds: float | None, rate: float, 
     producer = EventProducer(bootstrap_servers(settings.broker), settings.requests_topic)
     await producer.start()
     try:
-        for event in EXAMPLE:
-            await producer.send(event["id"].encode(), orjson.dumps(event))
+        for number, event in enumerate(EXAMPLE, start=1):
+            # Event ids make a second `make run` count the example once, not twice.
+            resendable = {**event, "event_id": f"design-example-{number}"}
+            await producer.send(event["id"].encode(), orjson.dumps(resendable))
         await producer.flush()
         click.echo("sent DESIGN's three-event example for abc123. Open:")
         click.echo(f"  merged request:  {base}/requests/abc123")
