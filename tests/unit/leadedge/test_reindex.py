@@ -4,14 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from leadedge.reindex import (
-    alias_actions,
-    bulk_operations,
-    fold_latest,
-    new_index_name,
-    partitions_left,
-    to_document,
-)
+from leadedge.reindex import alias_actions, bulk_operations, new_index_name, to_document
+from leadedge.topic_reader import fold_latest, partitions_left
 
 
 def test_the_new_index_is_named_by_time_and_matches_the_template() -> None:
