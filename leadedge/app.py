@@ -6,6 +6,7 @@ import faust
 
 from leadedge.config import Settings, bootstrap_servers, get_settings
 from leadedge.kafka_admin import TopicSpec, ensure_topics
+from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
 from leadedge.web.auth import KeyStore
 
 settings = get_settings()
@@ -25,7 +26,7 @@ class LeadEdgeApp(faust.App):
 
 
 def topic_specs(config: Settings) -> list[TopicSpec]:
-    """The three topics of DESIGN's dataflow."""
+    """The topics of DESIGN's dataflow, plus those of the per-minute stats."""
     return [
         TopicSpec(config.requests_topic, config.partitions, config.replication_factor),
         TopicSpec(
@@ -35,6 +36,7 @@ def topic_specs(config: Settings) -> list[TopicSpec]:
             {"cleanup.policy": "compact"},
         ),
         TopicSpec(config.dlq_topic, config.partitions, config.replication_factor),
+        *stats_topic_specs(config),
     ]
 
 
@@ -86,4 +88,22 @@ dlq_topic = app.topic(
     key_serializer="raw",
     value_serializer="raw",
     partitions=settings.partitions,
+)
+# Per-minute aggregates: partial counts keyed by window id, and the published totals.
+stats_partials_topic = app.topic(
+    stats_partials_topic_name(settings),
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+)
+stats_topic = app.topic(
+    settings.stats_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+    config=stats_topic_specs(settings)[1].config,
 )

@@ -379,6 +379,43 @@ def keys_add(project: str, path: Path | None) -> None:
     )
 
 
+@cli.group()
+def kibana() -> None:
+    """Kibana saved objects: the data views, charts and dashboard under kibana/."""
+
+
+@kibana.command("import")
+@click.option("--url", default="http://127.0.0.1:5601", show_default=True, help="Kibana's URL.")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The saved objects (NDJSON) [default: kibana/leadedge.ndjson].",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to keep retrying while Kibana starts.",
+)
+@click.option("--api-key", default=None, help="A Kibana API key, when security is on.")
+def kibana_import(url: str, path: Path | None, wait_s: float, api_key: str | None) -> None:
+    """Import (and overwrite) the saved objects; importing again is harmless."""
+    from leadedge.kibana import DEFAULT_FILE, import_saved_objects
+    from leadedge.kibana_objects import DASHBOARD
+
+    try:
+        result = import_saved_objects(url, path or DEFAULT_FILE, wait_s=wait_s, api_key=api_key)
+    except LeadEdgeError as exc:
+        _fail(exc)
+        return
+    click.echo(f"imported {result.get('successCount', 0)} saved objects into {url}")
+    click.echo(f"dashboard: {url.rstrip('/')}/app/dashboards#/view/{DASHBOARD}")
+
+
 def main() -> None:
     """The `leadedge` command: a configuration problem is a message, not a traceback."""
     try:

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     # when root starts it, and a root home directory is closed to other users.
     stack_cache: Path = Path(".stack/cache")
 
+    # Per-minute reporting aggregates (agents/stats.py). The partial counts of each
+    # window travel on `{stats_topic}-partials`, an internal topic keyed like the totals.
+    stats_topic: str = "request-stats"
+    stats_alias: str = "leadedge-stats"
+    # How long after a window's end its events still count (by the partition's event time).
+    stats_lateness_s: int = Field(300, ge=0)
+    # How long a window's totals stay in the worker's table and in the stats topic.
+    stats_retention_s: int = Field(7 * 24 * 3600, ge=3600)
+
     @field_validator("counter_fields", mode="before")
     @classmethod
     def _split_counter_fields(cls, value: object) -> object:

@@ -40,6 +40,34 @@ _MERGED = {
     "additionalProperties": True,
 }
 
+_COUNTS = {
+    "events": {"type": "integer"},
+    "new_requests": {"type": "integer"},
+    "counters": {"type": "object", "additionalProperties": {"type": "number"}},
+}
+_STATS = {
+    "type": "object",
+    "required": ["minutes", "from", "to", "sources", "windows", "totals"],
+    "properties": {
+        "minutes": {"type": "integer"},
+        "from": {"type": "string", "format": "date-time"},
+        "to": {"type": "string", "format": "date-time"},
+        "sources": {"type": "array", "items": {"type": "string"}},
+        "windows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "start": {"type": "string", "format": "date-time"},
+                    "source": {"type": "string"},
+                    **_COUNTS,
+                },
+            },
+        },
+        "totals": {"type": "object", "properties": _COUNTS},
+    },
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -175,6 +203,41 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Prometheus metrics",
                 "responses": {"200": {"description": "Text exposition format"}, "401": _ERROR},
+            }
+        },
+        "/stats": {
+            "get": {
+                "summary": "The caller's per-minute aggregates, by source, from Elasticsearch",
+                "parameters": [
+                    {
+                        "name": "minutes",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1440},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Windows of the last `minutes` (default 30), oldest first",
+                        "content": {"application/json": {"schema": _STATS}},
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "503": _ERROR,
+                },
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "The live report page",
+                "security": [],
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+        "/report": {
+            "get": {
+                "summary": "The live report page",
+                "security": [],
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
             }
         },
     },

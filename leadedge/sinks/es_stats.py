@@ -1,0 +1,73 @@
+"""The per-minute aggregates in Elasticsearch: their index template and sink."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch.exceptions import ApiError
+
+from leadedge.sinks.elasticsearch import ElasticsearchSink
+
+# Counters are summed increments, which may be fractional: double, never long (a long
+# field would silently truncate 2.5 to 2).
+COUNTER = {"type": "double"}
+
+
+def stats_template(alias: str, *, refresh_interval: str) -> dict[str, Any]:
+    """Template for every index behind the stats alias (`{alias}-*`)."""
+    return {
+        "index_patterns": [f"{alias}-*"],
+        "priority": 100,
+        "template": {
+            "settings": {
+                "number_of_shards": 1,
+                "number_of_replicas": 0,
+                "refresh_interval": refresh_interval,
+            },
+            "mappings": {
+                "dynamic_templates": [
+                    {"counters": {"path_match": "counters.*", "mapping": COUNTER}},
+                    {
+                        "strings_as_keywords": {
+                            "match_mapping_type": "string",
+                            "mapping": {"type": "keyword", "ignore_above": 1024},
+                        }
+                    },
+                ],
+                "properties": {
+                    "id": {"type": "keyword"},
+                    "@timestamp": {"type": "date"},
+                    "window_start": {"type": "date"},
+                    "window_end": {"type": "date"},
+                    "project": {"type": "keyword"},
+                    "source": {"type": "keyword"},
+                    "events": {"type": "long"},
+                    "new_requests": {"type": "long"},
+                    "counters": {
+                        "properties": {"clicks": COUNTER, "impressions": COUNTER},
+                    },
+                },
+            },
+        },
+    }
+
+
+class StatsElasticsearchSink(ElasticsearchSink):
+    """The request sink's bulk writes and retries, with the stats template.
+
+    Documents are windows: `_id` is the window id and the version its event count, which
+    only grows, so a replayed or delayed older total is refused (409) and never wins.
+    """
+
+    async def _ensure_alias(self) -> None:
+        template = stats_template(self.alias, refresh_interval=self.refresh_interval)
+        await self.client.indices.put_index_template(name=self.alias, **template)
+        if await self.client.indices.exists_alias(name=self.alias):
+            return
+        try:
+            await self.client.indices.create(
+                index=f"{self.alias}-000001", aliases={self.alias: {"is_write_index": True}}
+            )
+        except ApiError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise

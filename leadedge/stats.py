@@ -1,0 +1,239 @@
+"""Per-minute reporting aggregates as pure functions: windows, what an event adds, totals.
+
+A window is one minute of event time (the event's `ts`, else its record timestamp) for one
+(project, source). It counts the events the merge applied, the requests they created
+(an id's first applied event) and the sum of each counter's increments.
+
+Exact under redelivery: which events count is decided exactly as the merge decides it,
+by running the merge's own `merge_event` on a small per-request *shape* (field kinds
+instead of values, plus the last applied source offset and event ids). So an event the
+merge rejects (type conflict, another project) or skips (redelivery, repeated event_id)
+is not counted, and nothing of the merge state is read from another agent.
+
+Kafka delivers a window's events from every partition, and a Faust table entry lives in
+the partition of the record being handled, so counting happens in two steps:
+
+1. per source partition, a *partial* count of each window (`Partial`), which remembers
+   the last offset it applied, exactly like the merge's `_src`;
+2. per window, the latest partial of each partition (`Total`), re-keyed by window id; a
+   partial replaces an older one of the same partition only when its offset is newer.
+
+Partials are full snapshots, so sending one twice changes nothing. Nothing here touches
+Faust, Kafka or the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from leadedge.merge import (
+    EVENT_IDS,
+    INCREMENT,
+    SOURCE,
+    Applied,
+    Duplicate,
+    MergeRules,
+    format_time,
+    merge_event,
+)
+from leadedge.models import Event, Rejection, State
+
+WINDOW_MS = 60_000
+SOURCE_FIELD = "source"
+NO_SOURCE = "unknown"
+
+
+def window_start(ts_ms: int) -> int:
+    """The start of the minute that holds `ts_ms` (epoch milliseconds, UTC)."""
+    return ts_ms - ts_ms % WINDOW_MS
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace("|", "%7C").replace("\x1f", "%1F")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One minute of one (project, source)."""
+
+    project: str
+    source: str
+    start_ms: int
+
+    @property
+    def id(self) -> str:
+        """Stable id: `{project}|{source}|{start}`; the topic key and the document id."""
+        return f"{_escape(self.project)}|{_escape(self.source)}|{format_time(self.start_ms)}"
+
+
+def source_label(value: Any) -> str:
+    """The request's `source` as a keyword: `2` and `"2"` are the same source."""
+    if value is None:
+        return NO_SOURCE
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def add_numbers(current: int | float, amount: int | float | str) -> int | float:
+    """Exact like the merge: integers stay integers, fractions go through Decimal."""
+    text = amount if isinstance(amount, str) else repr(amount)
+    if isinstance(current, int) and not isinstance(amount, float) and "." not in text:
+        return current + int(text)
+    return float(Decimal(repr(current)) + Decimal(text))
+
+
+def increments(fields: dict[str, Any], rules: MergeRules, path: str = "") -> dict[str, str]:
+    """Every counter the event increments, by dotted name, with its increment string."""
+    found: dict[str, str] = {}
+    for name, value in fields.items():
+        dotted = f"{path}{name}"
+        if isinstance(value, dict):
+            found.update(increments(value, rules, f"{dotted}."))
+        elif isinstance(value, str) and INCREMENT.match(value) and rules.allows_increment(dotted):
+            found[dotted] = value
+    return found
+
+
+def _kinds(fields: dict[str, Any]) -> dict[str, Any]:
+    # What the merge rules look at: a number (0), an object, or anything else (True).
+    kinds: dict[str, Any] = {}
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            kinds[name] = _kinds(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            kinds[name] = 0
+        else:
+            kinds[name] = True
+    return kinds
+
+
+def shape_of(state: State) -> State:
+    """A merge state reduced to what decides the merge's verdict on the next event."""
+    fields = {k: v for k, v in state.items() if not k.startswith("_")}
+    shape = _kinds({k: v for k, v in fields.items() if k not in {"id", "project", SOURCE_FIELD}})
+    shape.update({k: fields[k] for k in ("id", "project", SOURCE_FIELD) if k in fields})
+    for name in (SOURCE, EVENT_IDS):
+        if name in state:
+            shape[name] = state[name]
+    return shape
+
+
+def is_redelivery(shape: State | None, partition: int, offset: int) -> bool:
+    """True when the request already applied this partition's record at `offset` or later."""
+    last = shape.get(SOURCE) if shape else None
+    return last is not None and last[0] == partition and offset <= last[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """An event the merge applies: the request's new shape and what the event adds."""
+
+    shape: State
+    window: Window
+    new_request: bool
+    counters: dict[str, str]
+
+
+def count_event(
+    shape: State | None, event: Event, rules: MergeRules, source: tuple[int, int]
+) -> Counted | Duplicate | Rejection:
+    """The merge's verdict on `event`, and when it applies, what it adds to its window."""
+    outcome = merge_event(shape, event, rules, source)
+    if not isinstance(outcome, Applied):
+        return outcome
+    window = Window(
+        event.project, source_label(outcome.state.get(SOURCE_FIELD)), window_start(event.ts_ms)
+    )
+    return Counted(shape_of(outcome.state), window, shape is None, increments(event.fields, rules))
+
+
+def new_partial(window: Window, partition: int) -> State:
+    """An empty partial count of `window` from one source partition."""
+    return {
+        "project": window.project,
+        "source": window.source,
+        "start_ms": window.start_ms,
+        "partition": partition,
+        "src": -1,
+        "events": 0,
+        "new_requests": 0,
+        "counters": {},
+    }
+
+
+def add_to_partial(partial: State, counted: Counted, offset: int) -> State | None:
+    """The partial with the event at `offset` added; None when it already holds it."""
+    if offset <= partial["src"]:
+        return None
+    counters = dict(partial["counters"])
+    for name, increment in counted.counters.items():
+        counters[name] = add_numbers(counters.get(name, 0), increment)
+    return {
+        **partial,
+        "src": offset,
+        "events": partial["events"] + 1,
+        "new_requests": partial["new_requests"] + int(counted.new_request),
+        "counters": counters,
+    }
+
+
+def observed_ms(event_ts_ms: int, record_ts_ms: int) -> int:
+    """How far one event moves its partition's clock.
+
+    Capped by the record's own timestamp, so one event with a wrong future `ts` cannot
+    make every later event of its partition late.
+    """
+    return min(event_ts_ms, record_ts_ms)
+
+
+def is_late(start_ms: int, stream_ms: int | None, lateness_ms: int) -> bool:
+    """A window closes `lateness_ms` after its end, by its partition's stream time."""
+    return stream_ms is not None and start_ms + WINDOW_MS + lateness_ms <= stream_ms
+
+
+def merge_partial(total: State | None, partial: State) -> State:
+    """The window's total with `partial` in, unless it holds a newer one of its partition."""
+    base = total or {
+        "project": partial["project"],
+        "source": partial["source"],
+        "start_ms": partial["start_ms"],
+        "partials": {},
+    }
+    key = str(partial["partition"])
+    held = base["partials"].get(key)
+    if held is not None and held["src"] >= partial["src"]:
+        return base
+    kept = {name: partial[name] for name in ("src", "events", "new_requests", "counters")}
+    return {**base, "partials": {**base["partials"], key: kept}}
+
+
+def window_document(total: State) -> dict[str, Any]:
+    """The window as published: the topic value and the Elasticsearch document."""
+    events = new_requests = 0
+    counters: dict[str, int | float] = {}
+    for key in sorted(total["partials"], key=int):
+        partial = total["partials"][key]
+        events += partial["events"]
+        new_requests += partial["new_requests"]
+        for name, amount in partial["counters"].items():
+            counters[name] = add_numbers(counters.get(name, 0), amount)
+    start = total["start_ms"]
+    window = Window(total["project"], total["source"], start)
+    return {
+        "id": window.id,
+        "@timestamp": format_time(start),
+        "window_start": format_time(start),
+        "window_end": format_time(start + WINDOW_MS),
+        "project": total["project"],
+        "source": total["source"],
+        "events": events,
+        "new_requests": new_requests,
+        "counters": counters,
+    }

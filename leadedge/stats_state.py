@@ -1,0 +1,218 @@
+"""What the stats agents store and send for one record: pure plans over a key lookup.
+
+Each step keeps everything it needs in one table, written while handling records of
+one partition, so all of a step's writes for a partition go to one changelog partition
+in order, and a crash keeps a prefix of them. A plan lists its writes in the order they
+must be made: the partition's clock (which lists the partials it keeps), then the
+partial count, then the request's shape. After a crash between two of them the replayed
+record finds its request not yet counted and its partial either without the offset
+(counted now) or holding it already (counted once), and a kept partial whose send was
+lost is sent again (`resend_keys`).
+
+Step 1 (per `requests` partition): `r␟{id}` the request's shape, `w␟{window}␟{p}` the
+partial count, `c␟{p}` the partition's clock (stream time and the partials it keeps).
+Step 2 (per partials partition): `{window id}` the total, `␟c␟{q}` the clock and
+`␟h␟{q}␟{hour}` the windows that start in that hour, so retention deletes by the hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from leadedge.merge import MergeRules
+from leadedge.models import Rejection, SourceRecord, State
+from leadedge.stats import (
+    Counted,
+    Window,
+    add_to_partial,
+    count_event,
+    is_late,
+    merge_partial,
+    new_partial,
+    observed_ms,
+    window_document,
+)
+from leadedge.validate import parse_event
+
+SEP = "\x1f"
+HOUR_MS = 3_600_000
+# A closed partial stays this long (stream time) so a record replayed after a crash can
+# still send it again; see `resend_keys`.
+KEEP_CLOSED_MS = 600_000
+
+Lookup = Callable[[str], Any]
+
+
+def shape_key(request_id: str) -> str:
+    """Step 1: the request's shape."""
+    return f"r{SEP}{request_id}"
+
+
+def partial_key(window_id: str, partition: int) -> str:
+    """Step 1: one partition's partial count of a window."""
+    return f"w{SEP}{window_id}{SEP}{partition}"
+
+
+def clock_key(partition: int) -> str:
+    """Step 1: a `requests` partition's stream time and kept partials."""
+    return f"c{SEP}{partition}"
+
+
+def totals_clock_key(partition: int) -> str:
+    """Step 2: a partials partition's clock and the hours it holds windows for."""
+    return f"{SEP}c{SEP}{partition}"
+
+
+def hour_key(partition: int, hour_ms: int) -> str:
+    """Step 2: the ids of the windows that start in one hour."""
+    return f"{SEP}h{SEP}{partition}{SEP}{hour_ms}"
+
+
+@dataclass
+class Plan:
+    """Table writes in order (None deletes), then the (key, value) records to send."""
+
+    writes: list[tuple[str, Any]] = field(default_factory=list)
+    sends: list[tuple[str, State]] = field(default_factory=list)
+    # counted, late (its window had closed), skipped (bad, or not applied by the merge)
+    outcome: str = "counted"
+
+
+def plan_record(
+    lookup: Lookup,
+    record: SourceRecord,
+    rules: MergeRules,
+    *,
+    lateness_ms: int,
+    max_event_bytes: int,
+    resend: bool = False,
+) -> Plan:
+    """Step 1 for one `requests` record; `resend` first sends the partition's kept partials."""
+    sends: list[tuple[str, State]] = []
+    if resend:
+        for key in resend_keys(lookup, record.partition):
+            partial = lookup(key)
+            if partial is not None:
+                window = Window(partial["project"], partial["source"], partial["start_ms"])
+                sends.append((window.id, partial))
+    event = parse_event(
+        record.value, key=record.key, record_ts_ms=record.timestamp_ms, max_bytes=max_event_bytes
+    )
+    if isinstance(event, Rejection):
+        return Plan(sends=sends, outcome="skipped")
+    shape = lookup(shape_key(event.id))
+    counted = count_event(shape, event, rules, (record.partition, record.offset))
+    if not isinstance(counted, Counted):
+        return Plan(sends=sends, outcome="skipped")
+    plan = plan_count(
+        lookup,
+        counted,
+        request_id=event.id,
+        partition=record.partition,
+        offset=record.offset,
+        event_ts_ms=event.ts_ms,
+        record_ts_ms=record.timestamp_ms,
+        lateness_ms=lateness_ms,
+    )
+    plan.sends[:0] = sends
+    return plan
+
+
+def plan_count(
+    lookup: Lookup,
+    counted: Counted,
+    *,
+    request_id: str,
+    partition: int,
+    offset: int,
+    event_ts_ms: int,
+    record_ts_ms: int,
+    lateness_ms: int,
+) -> Plan:
+    """Step 1 for an event the merge applies: expired partials, clock, partial, shape."""
+    plan = Plan()
+    clock = lookup(clock_key(partition)) or {"stream_ms": None, "open": []}
+    previous = clock["stream_ms"]
+    observed = observed_ms(event_ts_ms, record_ts_ms)
+    stream_ms = observed if previous is None else max(previous, observed)
+    kept: list[list[Any]] = list(clock["open"])
+    start = counted.window.start_ms
+    partial_write: list[tuple[str, Any]] = []
+    if is_late(start, stream_ms, lateness_ms):
+        plan.outcome = "late"
+    else:
+        key = partial_key(counted.window.id, partition)
+        partial = lookup(key) or new_partial(counted.window, partition)
+        updated = add_to_partial(partial, counted, offset)
+        if updated is not None:
+            partial_write.append((key, updated))
+            plan.sends.append((counted.window.id, updated))
+        if all(entry[1] != key for entry in kept):
+            kept.append([start, key])
+    keep_ms = lateness_ms + KEEP_CLOSED_MS
+    expired = {key for begin, key in kept if is_late(begin, stream_ms, keep_ms)}
+    plan.writes.extend((key, None) for key in sorted(expired))
+    # The clock lists the partial before the partial is written, so a partial that is
+    # stored is always one `resend_keys` finds.
+    new_clock = {"stream_ms": stream_ms, "open": [e for e in kept if e[1] not in expired]}
+    if new_clock != clock:
+        plan.writes.append((clock_key(partition), new_clock))
+    plan.writes.extend(partial_write)
+    plan.writes.append((shape_key(request_id), counted.shape))
+    return plan
+
+
+def resend_keys(lookup: Lookup, partition: int) -> list[str]:
+    """Step 1: every partial the partition keeps, to send again after a restart.
+
+    A send can be lost in a crash while the table write it goes with is kept; the
+    replayed records then skip as redeliveries. Sending the kept partials again before
+    the first record of each partition after a start covers that: a partial is a full
+    snapshot, so a repeat changes nothing.
+    """
+    clock = lookup(clock_key(partition))
+    return [key for _, key in clock["open"]] if clock else []
+
+
+def plan_total(
+    lookup: Lookup, partial: State, *, partition: int, record_ts_ms: int, retention_ms: int
+) -> Plan:
+    """Step 2: fold one partial into its window's total and publish the total.
+
+    The clock is the partials' record timestamps (when step 1 sent them), not event time:
+    an event from the far future then cannot expire every window. The total is published
+    even when unchanged, so a publication lost in a crash is made again on the replay.
+    """
+    plan = Plan()
+    clock_name = totals_clock_key(partition)
+    clock = lookup(clock_name) or {"stream_ms": None, "hours": []}
+    previous = clock["stream_ms"]
+    stream_ms = record_ts_ms if previous is None else max(previous, record_ts_ms)
+    hours: list[int] = list(clock["hours"])
+    start = partial["start_ms"]
+    window_id = Window(partial["project"], partial["source"], start).id
+    total = lookup(window_id)
+    if total is None and is_late(start, stream_ms, retention_ms):
+        plan.outcome = "late"  # past retention: its total is gone and must not restart at zero
+    else:
+        updated = merge_partial(total, partial)
+        plan.writes.append((window_id, updated))
+        if total is None:
+            hour = start - start % HOUR_MS
+            plan.writes.append(
+                (hour_key(partition, hour), [*(lookup(hour_key(partition, hour)) or []), window_id])
+            )
+            if hour not in hours:
+                hours = sorted([*hours, hour])
+        plan.sends.append((window_id, window_document(updated)))
+    for hour in [h for h in hours if h + HOUR_MS + retention_ms <= stream_ms]:
+        for expired in lookup(hour_key(partition, hour)) or []:
+            plan.writes.append((expired, None))
+        plan.writes.append((hour_key(partition, hour), None))
+        hours.remove(hour)
+    new_clock = {"stream_ms": stream_ms, "hours": hours}
+    if new_clock != clock:
+        plan.writes.append((clock_name, new_clock))
+    return plan
