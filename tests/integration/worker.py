@@ -71,6 +71,14 @@ class Names:
         return f"t{self.uid}-requests"
 
     @property
+    def stats_topic(self) -> str:
+        return f"t{self.uid}-request-stats"
+
+    @property
+    def stats_alias(self) -> str:
+        return f"t{self.uid}-stats"
+
+    @property
     def s3_prefix(self) -> str:
         return f"t{self.uid}/raw"
 
@@ -176,6 +184,8 @@ def worker_env(
         LEADEDGE_STORE="rocksdb://",
         LEADEDGE_ES_URL=es_url,
         LEADEDGE_ES_ALIAS=names.es_alias,
+        LEADEDGE_STATS_TOPIC=names.stats_topic,
+        LEADEDGE_STATS_ALIAS=names.stats_alias,
         LEADEDGE_S3_ENDPOINT=s3_endpoint,
         LEADEDGE_S3_PREFIX=names.s3_prefix,
         LEADEDGE_ARCHIVE_MAX_AGE_S="1",
