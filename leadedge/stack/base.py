@@ -16,7 +16,8 @@ class Component(ABC):
     """One server of the stack: how to install, configure, start and probe it."""
 
     name: ClassVar[str]
-    port: ClassVar[int]
+    #: Main listener; a class default that an instance may override.
+    port: int
     #: Further ports the server binds (must be free before it starts).
     other_ports: ClassVar[tuple[int, ...]] = ()
     #: Seconds to wait for readiness after a start.
@@ -67,6 +68,12 @@ class Component(ABC):
 
     def on_ready(self) -> None:  # noqa: B027 - a no-op is the right default
         """Run once the server answers after a start (e.g. create a bucket)."""
+
+    def before_stop(self) -> None:  # noqa: B027 - a no-op is the right default
+        """Run before a running server is signalled to stop (e.g. save in-memory data).
+
+        A StackError raised here does not prevent the stop; it is raised after it.
+        """
 
     def base_env(self) -> dict[str, str]:
         """Environment for the server: ours, without variables that would confuse it."""

@@ -20,6 +20,20 @@ COMPONENT_NAMES: tuple[str, ...] = ("kafka", "elasticsearch", "s3")
 _POLL_S = 0.5
 _ECHO_EVERY_S = 5.0
 _PORT_RELEASE_S = 15.0
+_EXEC_S = 5.0
+
+
+def _await_exec(record: PidRecord) -> None:
+    """Wait until a new process shows its command line, or has exited.
+
+    The kernel fills in /proc/PID/cmdline a moment after exec; until then the process
+    does not look like ours and would be taken for one that exited while starting.
+    """
+    deadline = time.monotonic() + _EXEC_S
+    while not process.is_alive(record) and time.monotonic() < deadline:
+        if process.start_ticks(record.pid) != record.start_ticks:
+            return  # exited (and reaped)
+        time.sleep(0.01)
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,7 @@ class Stack:
                 raise StackError(msg)
         spec = comp.prepare()
         record = process.spawn(spec, comp.log_path)
+        _await_exec(record)
         process.write_pid_file(comp.pid_path, record)
         self.echo(f"{comp.name}: started (pid {record.pid}), log {comp.log_path}")
 
@@ -176,6 +191,11 @@ class Stack:
             self.echo(f"{comp.name}: not running")
             return
         self.echo(f"{comp.name}: stopping (pid {record.pid})")
+        failure: StackError | None = None
+        try:
+            comp.before_stop()
+        except StackError as exc:
+            failure = exc
         process.terminate(record, comp.stop_timeout)
         if process.is_alive(record):
             msg = f"{comp.name}: pid {record.pid} survived SIGKILL"
@@ -187,3 +207,5 @@ class Stack:
             msg = f"{comp.name}: stopped, but port {busy} is still held by {holder or 'someone'}"
             raise StackError(msg)
         self.echo(f"{comp.name}: stopped")
+        if failure is not None:
+            raise failure
