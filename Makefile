@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export LEADEDGE_STACK_DIR ?= $(CURDIR)/.stack
 export LEADEDGE_STACK_CACHE ?= $(CURDIR)/.stack/cache
 
-.PHONY: install run test test-all test-unit test-integration lint bench stack-up stack-down clean
+.PHONY: install browser run test test-all test-unit test-integration lint bench stack-up stack-down clean
 
 install: $(VENV)/.installed
 
@@ -21,12 +21,27 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	@touch $@
 
+# Headless Chromium for the report page's browser test, from Debian's packages when we are
+# root; otherwise the test is skipped and this says how to install it.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "== installing chromium and chromium-driver for the browser test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq chromium chromium-driver; } \
+			|| echo "== could not install chromium: the browser test will be skipped"; \
+	else \
+		echo "== no chromium: the browser test will be skipped. To run it:"; \
+		echo "   sudo apt-get install -y chromium chromium-driver"; \
+	fi
+
 run: install
 	$(LEADEDGE) stack up
 	LEADEDGE_GEOIP_DB=$${LEADEDGE_GEOIP_DB:-$(GEOIP_DB)} $(LEADEDGE) demo
 
 # Starts the stack unless it is already up, runs every check, and stops only what it started.
-test: install
+test: install browser
 	@if $(LEADEDGE) stack status --check >/dev/null 2>&1; then \
 		echo "== using the stack that is already up"; \
 		$(MAKE) --no-print-directory lint test-all; \
@@ -48,6 +63,19 @@ test-integration: install
 lint: install
 	$(BIN)/ruff check leadedge agents tables tests bench
 	$(BIN)/mypy
+
+# Every benchmark, results in bench/results/latest.json, BENCHMARKS.md and its plot.
+# Smaller: make bench BENCH_ARGS="--events 50000 --duration 10 --ids 100000"
+bench: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
+	@if $(LEADEDGE) stack status --check >/dev/null 2>&1; then \
+		echo "== using the stack that is already up"; \
+		$(BIN)/python -m bench.run $(BENCH_ARGS); \
+	else \
+		$(LEADEDGE) stack up || { $(LEADEDGE) stack down; exit 1; }; \
+		$(BIN)/python -m bench.run $(BENCH_ARGS); rc=$$?; \
+		$(LEADEDGE) stack down; exit $$rc; \
+	fi
 
 stack-up: install
 	$(LEADEDGE) stack up

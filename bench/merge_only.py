@@ -1,0 +1,58 @@
+"""The product's worker with its sinks off: `faust -A bench.merge_only worker`.
+
+The same app, merge agent, tables and HTTP views as `faust -A leadedge worker`, minus
+the two sinks (the Elasticsearch index agent and the S3 archive service): autodiscovery,
+which would import every module of `agents`, is off, and the modules the merge needs
+are imported by name. Nothing of the product is changed; only what the worker runs.
+
+`BENCH_FAUST_CONF` (JSON) overrides Faust settings for experiments, never for the
+figures that describe the product.
+"""
+
+import importlib
+import os
+
+import orjson
+
+from leadedge.app import app
+from leadedge.history import SEQUENCE
+
+MODULES = (
+    "tables.merged_requests",
+    "tables.request_history",
+    "agents.merge",
+    "leadedge.web.ops",
+    "leadedge.web.requests",
+)
+
+app.conf.autodiscover = False
+# Experiments only (`bench.run --faust-conf`): Faust settings to try, e.g. a producer linger.
+for name, value in orjson.loads(os.environ.get("BENCH_FAUST_CONF", "{}")).items():
+    setattr(app.conf, name, value)
+for module in MODULES:
+    importlib.import_module(module)
+
+
+class _NoSend:
+    async def send(self, **kwargs: object) -> None:
+        return None
+
+
+def _sequence_only(merged: object, record: object) -> None:
+    state = merged.state  # type: ignore[attr-defined]
+    state[SEQUENCE] = state.get(SEQUENCE, 0) + 1
+
+
+# Experiments only (`bench.run --experiment`): leave out one part of the agent's work to
+# see what it costs. These change what the worker does: never for the product's figures.
+_merge_agent = importlib.import_module("agents.merge")
+for _name in filter(None, os.environ.get("BENCH_EXPERIMENT", "").split(",")):
+    if _name == "no_history":
+        _merge_agent.record_history = _sequence_only
+    elif _name == "no_output":
+        _merge_agent.merged_topic = _NoSend()
+    else:
+        _message = f"unknown BENCH_EXPERIMENT {_name!r}"
+        raise SystemExit(_message)
+
+__all__ = ["app"]

@@ -1,0 +1,326 @@
+"""Every benchmark in one command: `make bench` (`python -m bench.run`).
+
+Stages, in order (`--only` / `--skip` pick some; the events topic is filled when a stage
+needs it):
+
+- merge: merge_eps, `faust -A bench.merge_only worker` (the product's worker, sinks off)
+  over `--events` records already in a topic, until all are handled
+- floor: floor_eps, a bare aiokafka consumer + orjson.loads over the same topic
+- quix: quix_eps, the same merge on Quix Streams (bench/peers/quix_merge.py)
+- pure: pure_eps, leadedge's merge functions in a plain loop (no Kafka, no framework)
+- faust-floor: faust_floor_eps, a Faust agent on the same topic that parses and counts
+- merge-sinks: the product's `faust -A leadedge worker` (every agent) over the same topic
+- freshness: produce-to-searchable p50/p95/p99/max at each of `--rates` for `--duration` s
+- rss: the product's worker's VmRSS once `--ids` distinct ids are in its table
+- profile (only with `--profile` or `--only profile`): py-spy on the merge-only worker
+
+Results go to bench/results/latest.json, then BENCHMARKS.md and bench/results/freshness.png
+are rendered from it (`python -m bench.render`). Every topic, consumer group, alias and S3
+prefix is fresh (`bench<8 hex>-…`) and deleted at the end, with every process started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import stages
+from bench.common import (
+    BROKER,
+    ES_URL,
+    PARTITIONS,
+    RESULTS,
+    Names,
+    create_topic,
+    delete_es,
+    delete_s3,
+    delete_topics,
+    geoip_db,
+    http_json,
+    log,
+    machine_info,
+)
+from bench.freshness import freshness
+from bench.loadgen import Generator, LoadShape, mean_events_per_id, produce
+from bench.profiling import print_summary, summarize
+
+STAGES = (
+    "merge",
+    "floor",
+    "quix",
+    "pure",
+    "faust-floor",
+    "merge-sinks",
+    "freshness",
+    "rss",
+    "profile",
+)
+NEEDS_EVENTS = {"merge", "floor", "quix", "faust-floor", "merge-sinks", "profile"}
+LATEST = RESULTS / "latest.json"
+PROFILE_FILE = RESULTS / "profile-merge.speedscope.json"
+
+# The issue's targets: reported, never asserted.
+TARGETS = (
+    ("merge_eps", ">=", 20_000, "merge agent alone, events/s"),
+    ("merge_vs_floor", ">=", 0.5, "merge_eps / floor_eps"),
+    ("merge_vs_quix", ">", 1.0, "merge_eps / quix_eps"),
+    ("freshness_p99_5000", "<=", 1.0, "freshness p99 at 5,000 events/s, s"),
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the topic")
+    parser.add_argument("--duration", type=float, default=60, help="seconds per freshness rate")
+    parser.add_argument("--rates", default="1000,5000,10000", help="freshness rates, events/s")
+    parser.add_argument(
+        "--drain", type=float, default=60, help="seconds to wait for the last probes"
+    )
+    parser.add_argument("--ids", type=int, default=1_000_000, help="distinct ids for rss")
+    parser.add_argument("--seed", type=int, default=LoadShape.seed)
+    parser.add_argument("--only", help=f"comma-separated stages of {','.join(STAGES)}")
+    parser.add_argument("--skip", help="comma-separated stages to leave out")
+    parser.add_argument("--profile", action="store_true", help="add the profile stage")
+    parser.add_argument(
+        "--timeout", type=float, help="per stage, seconds (default: from the sizes)"
+    )
+    parser.add_argument(
+        "--faust-conf",
+        help="experiment: JSON Faust settings for the merge-only worker, e.g."
+        " '{\"producer_linger_ms\": 10}' (figures are then labelled as an experiment)",
+    )
+    parser.add_argument("--no-render", action="store_true", help="leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    chosen = set(args.only.split(",")) if args.only else set(STAGES) - {"profile"}
+    if args.profile:
+        chosen.add("profile")
+    if args.skip:
+        chosen -= set(args.skip.split(","))
+    unknown = chosen - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stages: {', '.join(sorted(unknown))}")
+    args.stages = [stage for stage in STAGES if stage in chosen]
+    args.rate_list = [int(rate) for rate in args.rates.split(",") if rate]
+    return args
+
+
+def versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for package in ("faust-streaming", "aiokafka", "quixstreams", "confluent-kafka", "orjson"):
+        with contextlib.suppress(Exception):
+            found[package] = version(package)
+    with contextlib.suppress(Exception):
+        found["elasticsearch"] = http_json("GET", ES_URL)["version"]["number"]
+    return found
+
+
+def stage_timeout(args: argparse.Namespace, records: int) -> float:
+    """Generous: the worker may handle only a few hundred records a second here."""
+    return args.timeout or 300 + records / 100
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    merge = results.get("merge_eps")
+    floor = results.get("floor_eps")
+    quix = results.get("quix_eps")
+    p99 = next((row["p99_s"] for row in results.get("freshness", []) if row["rate"] == 5000), None)
+    missing_p99 = any(
+        row["rate"] == 5000 and row["p99_s"] is None for row in results.get("freshness", [])
+    )
+    values = {
+        "merge_eps": merge,
+        "merge_vs_floor": round(merge / floor, 3) if merge and floor else None,
+        "merge_vs_quix": round(merge / quix, 3) if merge and quix else None,
+        "freshness_p99_5000": p99,
+    }
+    rows = []
+    for name, op, goal, meaning in TARGETS:
+        value = values[name]
+        if value is None:
+            reached = False if name == "freshness_p99_5000" and missing_p99 else None
+        else:
+            reached = {">=": value >= goal, ">": value > goal, "<=": value <= goal}[op]
+        rows.append(
+            {
+                "name": name,
+                "meaning": meaning,
+                "target": f"{op} {goal:g}",
+                "value": value,
+                "reached": reached,
+            }
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    names = Names()
+    previous: dict[str, Any] = {}
+    if args.only and LATEST.exists():
+        # A partial run updates the figures it measures and keeps the others.
+        previous = orjson.loads(LATEST.read_bytes())
+    results: dict[str, Any] = {
+        **previous,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "args": {
+            "events": args.events,
+            "duration": args.duration,
+            "rates": args.rate_list,
+            "drain": args.drain,
+            "ids": args.ids,
+            "seed": args.seed,
+            "stages": args.stages,
+            "faust_conf": args.faust_conf,
+        },
+        "machine": machine_info(),
+        "versions": versions(),
+        "setup": {
+            "broker": BROKER,
+            "partitions": PARTITIONS,
+            "geoip_db": (geoip_db() or Path("none")).name,
+            "worker_command": "faust --datadir DIR -A APP worker --web-port PORT -l info",
+        },
+        "prefix": names.prefix,
+    }
+    results.setdefault("details", {})
+    if args.faust_conf:
+        import os
+
+        os.environ["BENCH_FAUST_CONF"] = args.faust_conf
+        results["experiment"] = f"merge-only worker with Faust settings {args.faust_conf}"
+    log(f"bench {names.prefix}: stages {', '.join(args.stages)}")
+    try:
+        topic = names.topic("requests")
+        if NEEDS_EVENTS & set(args.stages):
+            create_topic(topic)
+            shape = LoadShape(seed=args.seed)
+            log(f"load: producing {args.events:,} events to {topic}")
+            produced = asyncio.run(
+                produce(BROKER, topic, Generator(shape), events=args.events, progress=True)
+            )
+            results["load"] = {
+                **produced.as_dict(),
+                "shape": shape.__dict__,
+                "mean_events_per_id_zipf": round(
+                    mean_events_per_id(shape.zipf_s, shape.max_events_per_id), 2
+                ),
+                "avg_event_bytes": round(produced.bytes / max(produced.events, 1)),
+            }
+            print(f"load: {args.events:,} events produced at {produced.rate:,.0f}/s")
+        timeout = stage_timeout(args, args.events)
+        for stage in args.stages:
+            started = time.monotonic()
+            if stage == "merge":
+                detail = stages.merge_eps(names, topic, args.events, sinks=False, timeout=timeout)
+                results["merge_eps"] = detail["events_per_s"]
+                print(f"merge_eps: {detail['events_per_s']:,.0f} events/s (sinks off)")
+            elif stage == "floor":
+                detail = stages.floor_eps(topic, args.events, PARTITIONS)
+                results["floor_eps"] = detail["events_per_s"]
+                print(f"floor_eps: {detail['events_per_s']:,.0f} events/s")
+            elif stage == "quix":
+                detail = stages.quix_eps(names, topic, args.events, timeout)
+                results["quix_eps"] = detail["events_per_s"]
+                print(f"quix_eps: {detail['events_per_s']:,.0f} events/s")
+            elif stage == "pure":
+                detail = stages.pure_eps(args.events, args.seed)
+                results["pure_eps"] = detail["events_per_s"]
+                print(
+                    f"pure_eps: {detail['events_per_s']:,.0f} events/s (merge code, no framework)"
+                )
+            elif stage == "faust-floor":
+                detail = stages.faust_floor_eps(names, topic, args.events, timeout)
+                results["faust_floor_eps"] = detail["events_per_s"]
+                print(f"faust_floor_eps: {detail['events_per_s']:,.0f} events/s (parse and count)")
+            elif stage == "merge-sinks":
+                detail = stages.merge_eps(names, topic, args.events, sinks=True, timeout=timeout)
+                results["merge_sinks_on_eps"] = detail["events_per_s"]
+                print(f"merge_sinks_on_eps: {detail['events_per_s']:,.0f} events/s (every agent)")
+            elif stage == "freshness":
+                rows = []
+                for rate in args.rate_list:
+                    row = freshness(names, rate, args)
+                    rows.append(row)
+                    print(
+                        f"freshness {rate:,}/s: p50 {row['p50_s']} s, p95 {row['p95_s']} s,"
+                        f" p99 {row['p99_s']} s, max {row['max_s']} s,"
+                        f" sustained: {row['sustained']}"
+                    )
+                results["freshness"] = rows
+                detail = {"rates": args.rate_list}
+            elif stage == "rss":
+                rss_topic = names.topic("rss-requests")
+                create_topic(rss_topic)
+                log(f"rss: producing {args.ids:,} events, one per id")
+                asyncio.run(
+                    produce(
+                        BROKER,
+                        rss_topic,
+                        Generator(LoadShape(seed=args.seed, max_events_per_id=1, id_prefix="m")),
+                        events=args.ids,
+                        progress=True,
+                    )
+                )
+                detail = stages.rss_mb(
+                    names, rss_topic, args.ids, timeout=stage_timeout(args, args.ids)
+                )
+                results["rss_mb"] = detail["rss_mb"]
+                print(f"rss_mb: {detail['rss_mb']:,.0f} MB with {args.ids:,} ids")
+            elif stage == "profile":
+                detail = stages.merge_eps(
+                    names,
+                    topic,
+                    args.events,
+                    sinks=False,
+                    timeout=timeout,
+                    profile=PROFILE_FILE,
+                    stage="profile",
+                )
+                summary = summarize(PROFILE_FILE)
+                detail["summary"] = summary
+                log("profile: cProfile of leadedge's merge functions in a plain loop")
+                detail["pure_cprofile"] = stages.pure_profile(min(args.events, 100_000), args.seed)
+                detail["file"] = str(PROFILE_FILE.relative_to(RESULTS.parent.parent))
+                print_summary(summary)
+            detail["stage_s"] = round(time.monotonic() - started, 1)
+            results["details"][stage] = detail
+    finally:
+        log(f"clean-up: topics, indices and S3 objects named {names.prefix}*")
+        with contextlib.suppress(Exception):
+            delete_topics(names.prefix)
+        with contextlib.suppress(Exception):
+            delete_es(names.prefix)
+        with contextlib.suppress(Exception):
+            delete_s3(names.prefix)
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["targets"] = targets(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = run(args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    LATEST.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"wrote {LATEST.relative_to(RESULTS.parent.parent)}")
+    for row in results["targets"]:
+        state = {True: "reached", False: "NOT reached", None: "not measured"}[row["reached"]]
+        print(f"target {row['name']} {row['target']}: {row['value']} ({state})")
+    if not args.no_render:
+        from bench import render
+
+        render.main([])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""The measurements over events already in a topic: merge, floor, Quix Streams peer, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.common import (
+    BROKER,
+    REPO,
+    CpuMeter,
+    Names,
+    Worker,
+    cpu_seconds,
+    geoip_db,
+    log,
+    metric_sum,
+    wait_until_handled,
+    worker_env,
+)
+from bench.profiling import Profiler
+from leadedge.config import bootstrap_servers
+
+MERGE_ONLY_APP = "bench.merge_only"
+
+
+def sink_figures(metrics: dict[str, float]) -> dict[str, Any]:
+    """Bulk writes per sink: how many, documents per write, time per write."""
+    found: dict[str, Any] = {}
+    for sink in ("elasticsearch", "s3"):
+        count = metric_sum(metrics, "leadedge_sink_write_seconds_count", sink=sink)
+        if not count:
+            continue
+        seconds = metric_sum(metrics, "leadedge_sink_write_seconds_sum", sink=sink)
+        size = metric_sum(metrics, "leadedge_sink_batch_size_sum", sink=sink)
+        found[sink] = {
+            "writes": int(count),
+            "avg_batch": round(size / count, 1),
+            "avg_write_ms": round(seconds / count * 1000, 1),
+            "busy_s": round(seconds, 1),
+        }
+    return found
+
+
+def _index_in(metrics: dict[str, float]) -> int:
+    return int(metric_sum(metrics, "leadedge_agent_records_total", agent="index", direction="in"))
+
+
+def _wait_indexed(worker: Worker, goal: int, timeout: float) -> bool:
+    """Until the index agent has taken in `goal` merged records (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _index_in(worker.metrics()) >= goal:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _outcomes(metrics: dict[str, float]) -> dict[str, int]:
+    return {
+        outcome: int(metric_sum(metrics, "leadedge_events_total", outcome=outcome))
+        for outcome in ("merged", "duplicate", "dead_letter")
+    }
+
+
+def merge_eps(
+    names: Names,
+    topic: str,
+    events: int,
+    *,
+    sinks: bool,
+    timeout: float,
+    profile: Path | None = None,
+    stage: str | None = None,
+) -> dict[str, Any]:
+    """A real worker process over `events` records already in `topic`, until all are handled.
+
+    With `sinks` off the worker is `faust -A bench.merge_only worker` (no index agent, no
+    archive); with them on it is the product's `faust -A leadedge worker`.
+    """
+    # Its own app id, so its own consumer group: it reads the topic from the start.
+    stage = stage or ("merge-sinks" if sinks else "merge")
+    app = "leadedge" if sinks else MERGE_ONLY_APP
+    worker = Worker(worker_env(names, stage, topic), app=app, name=stage)
+    log(f"{stage}: faust -A {app} worker over {events:,} events in {topic}")
+    profiler: Profiler | None = None
+    try:
+        worker.launch()
+        cpu = CpuMeter()
+        if profile is not None:
+            profiler = Profiler(worker.pid, profile)
+        progress = wait_until_handled(worker, events, timeout, label=stage)
+        busy = cpu.busy()
+        worker_cpu = cpu_seconds(worker.pid)
+        eps, seconds = progress.rate(events)
+        metrics = worker.metrics()
+        memory = worker.rss_kb()
+        indexed_after_s = None
+        # The index agent may still be behind (it gets nothing while `requests` has a
+        # backlog): how long after the last merge until every merged record is indexed.
+        if sinks and _wait_indexed(worker, _outcomes(metrics)["merged"], timeout):
+            indexed_after_s = round(time.monotonic() - progress.samples[-1][0], 1)
+    finally:
+        if profiler is not None:
+            profiler.stop()
+        worker.stop()
+    started = next(t for t, c in progress.samples if c > 0)
+    result: dict[str, Any] = {
+        "app": f"faust -A {app} worker",
+        "sinks": "on" if sinks else "off",
+        "events": events,
+        "events_per_s": round(eps, 1),
+        "seconds": round(seconds, 2),
+        "startup_s": round(started - progress.samples[0][0], 2),
+        "outcomes": _outcomes(metrics),
+        "worker_cpu_s": round(worker_cpu, 1),
+        "machine_busy": round(busy, 3),
+        "rss_mb": round(memory.get("VmRSS", 0) / 1024, 1),
+        "index_records_in": _index_in(metrics),
+        "sinks_writes": sink_figures(metrics),
+        "all_indexed_after_s": indexed_after_s,
+    }
+    log(f"{stage}: {eps:,.0f} events/s ({seconds:.1f} s after start-up, machine {busy:.0%} busy)")
+    return result
+
+
+async def _floor(topic: str, events: int, partitions: int) -> tuple[int, float]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers(BROKER),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        started: float | None = None
+        loads = orjson.loads
+        while seen < events:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if started is None and batches:
+                started = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    loads(record.value)
+                seen += len(records)
+        assert started is not None
+        return seen, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+def floor_eps(topic: str, events: int, partitions: int) -> dict[str, Any]:
+    """A bare aiokafka consumer and an orjson parse of every value: Python's floor here."""
+    log(f"floor: aiokafka consumer + orjson.loads over {events:,} events")
+    cpu = CpuMeter()
+    seen, seconds = asyncio.run(_floor(topic, events, partitions))
+    eps = seen / seconds
+    log(f"floor: {eps:,.0f} events/s")
+    return {
+        "events": seen,
+        "events_per_s": round(eps, 1),
+        "seconds": round(seconds, 2),
+        "machine_busy": round(cpu.busy(), 3),
+    }
+
+
+def quix_eps(names: Names, topic: str, events: int, timeout: float) -> dict[str, Any]:
+    """The same merge written with Quix Streams, in its own process (bench/peers/quix_merge.py)."""
+    log(f"quix: Quix Streams merge over {events:,} events")
+    output = Path(REPO / "bench" / "results" / f".quix-{names.uid}.json")
+    command = [
+        sys.executable,
+        "-m",
+        "bench.peers.quix_merge",
+        "--topic",
+        topic,
+        "--events",
+        str(events),
+        "--group",
+        names.app_id("quix"),
+        "--output-prefix",
+        names.app_id("quix"),
+        "--result",
+        str(output),
+    ]
+    env = dict(os.environ)
+    db = geoip_db()
+    if db is not None:
+        env["LEADEDGE_GEOIP_DB"] = str(db)
+    cpu = CpuMeter()
+    try:
+        subprocess.run(
+            command, cwd=REPO, env=env, check=True, timeout=timeout, stdout=subprocess.DEVNULL
+        )
+        result: dict[str, Any] = orjson.loads(output.read_bytes())
+    finally:
+        output.unlink(missing_ok=True)
+    result["machine_busy"] = round(cpu.busy(), 3)
+    log(f"quix: {result['events_per_s']:,.0f} events/s")
+    return result
+
+
+def rss_mb(names: Names, topic: str, ids: int, *, timeout: float) -> dict[str, Any]:
+    """The product's worker (sinks on) after `ids` distinct ids are in its table."""
+    stage = "rss"
+    worker = Worker(worker_env(names, stage, topic), app="leadedge", name=stage)
+    log(f"rss: faust -A leadedge worker over {ids:,} distinct ids")
+    try:
+        worker.start()
+        baseline = worker.rss_kb()
+        progress = wait_until_handled(worker, ids, timeout, label=stage)
+        merged = worker.rss_kb()
+        metrics = worker.metrics()
+        # Let the index agent catch up too, then read memory again.
+        _wait_indexed(worker, ids, timeout)
+        index_in = _index_in(worker.metrics())
+        time.sleep(5)
+        settled = worker.rss_kb()
+    finally:
+        worker.stop()
+    eps, _ = progress.rate(ids)
+    result = {
+        "ids": ids,
+        "app": "faust -A leadedge worker",
+        "sinks": "on",
+        "rss_mb": round(settled.get("VmRSS", 0) / 1024, 1),
+        "rss_mb_when_merged": round(merged.get("VmRSS", 0) / 1024, 1),
+        "peak_rss_mb": round(settled.get("VmHWM", 0) / 1024, 1),
+        "baseline_rss_mb": round(baseline.get("VmRSS", 0) / 1024, 1),
+        "indexed_before_reading": index_in,
+        "merge_events_per_s": round(eps, 1),
+        "outcomes": _outcomes(metrics),
+        "sinks_writes": sink_figures(metrics),
+    }
+    log(
+        f"rss: {result['rss_mb']:,.0f} MB with {ids:,} ids"
+        f" (baseline {result['baseline_rss_mb']:,.0f} MB, peak {result['peak_rss_mb']:,.0f} MB)"
+    )
+    return result
+
+
+def _pure_setup(events: int, seed: int) -> tuple[Any, list[tuple[bytes, bytes]]]:
+    import itertools
+
+    from bench.loadgen import Generator, LoadShape, encode
+    from leadedge.config import Settings
+    from leadedge.enrich import Enricher
+    from leadedge.merge import MergeRules
+    from leadedge.processing import RecordProcessor
+
+    settings = Settings()
+    processor = RecordProcessor(
+        MergeRules(max_event_ids=settings.max_event_ids),
+        Enricher.from_database(geoip_db(), settings.ipaddress_field, settings.useragent_field),
+        settings.max_event_bytes,
+    )
+    records = [
+        encode(event, 1_767_225_600_000)
+        for event in itertools.islice(Generator(LoadShape(seed=seed)), events)
+    ]
+    return processor, records
+
+
+def _pure_loop(processor: Any, records: list[tuple[bytes, bytes]]) -> int:
+    """What the merge agent does per record, with dicts of bytes for the two tables."""
+    from leadedge.history import SEQUENCE, chunk_key, entry, plan_append
+    from leadedge.merge import merged_request
+    from leadedge.models import SourceRecord
+    from leadedge.processing import Merged
+
+    history_length = 1000
+    states: dict[str, bytes] = {}
+    history: dict[str, bytes] = {}
+    loads, dumps = orjson.loads, orjson.dumps
+
+    def lookup(request_id: str) -> Any:
+        found = states.get(request_id)
+        return loads(found) if found is not None else None
+
+    for offset, (key, value) in enumerate(records):
+        record = SourceRecord("requests", 0, offset, 1_767_225_600_000, key, value)
+        outcome = processor.process(record, lookup)
+        if isinstance(outcome, Merged):
+            sequence = outcome.state.get(SEQUENCE, 0)
+            write = plan_append(sequence, history_length)
+            chunk_id = chunk_key(outcome.request_id, write.chunk)
+            chunk = loads(history[chunk_id]) if chunk_id in history else []
+            history[chunk_id] = dumps([*chunk, entry(outcome.event, record)])
+            if write.drop is not None:
+                history.pop(chunk_key(outcome.request_id, write.drop), None)
+            outcome.state[SEQUENCE] = sequence + 1
+            states[outcome.request_id] = dumps(outcome.state)
+            dumps(merged_request(outcome.state))
+    return len(states)
+
+
+def pure_eps(events: int, seed: int) -> dict[str, Any]:
+    """leadedge's merge code alone, in a loop: no Kafka, no framework, dicts for the tables.
+
+    The same events as the topic (same seed), each through `RecordProcessor.process`, the
+    history append, `merged_request` and the JSON encodings the tables and the output
+    need: the ceiling of any Python worker running these functions on one core.
+    """
+    processor, records = _pure_setup(events, seed)
+    log(f"pure: leadedge's merge functions over {events:,} events, no framework")
+    started = time.perf_counter()
+    distinct = _pure_loop(processor, records)
+    seconds = time.perf_counter() - started
+    eps = events / seconds
+    log(f"pure: {eps:,.0f} events/s ({seconds / events * 1e6:.0f} us per event)")
+    return {
+        "events": events,
+        "events_per_s": round(eps, 1),
+        "seconds": round(seconds, 2),
+        "us_per_event": round(seconds / events * 1e6, 1),
+        "distinct_ids": distinct,
+    }
+
+
+def pure_profile(events: int, seed: int, top: int = 15) -> dict[str, Any]:
+    """cProfile of the pure loop: where leadedge's own merge code spends its time."""
+    import cProfile
+    import pstats
+
+    processor, records = _pure_setup(events, seed)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    _pure_loop(processor, records)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (path, line, function), (_, calls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        short = f"{function} ({Path(path).name}:{line})" if line else function
+        rows.append((tottime, cumtime, calls, short))
+
+    def table(index: int) -> list[dict[str, Any]]:
+        ordered = sorted(rows, key=lambda row: row[index], reverse=True)[:top]
+        return [
+            {
+                "function": row[3],
+                "calls": row[2],
+                "self_percent": round(row[0] / total * 100, 1),
+                "total_percent": round(row[1] / total * 100, 1),
+            }
+            for row in ordered
+        ]
+
+    return {"events": events, "seconds": round(total, 2), "self": table(0), "total": table(1)}
+
+
+def faust_floor_eps(names: Names, topic: str, events: int, timeout: float) -> dict[str, Any]:
+    """`faust -A bench.faust_floor worker`: Faust's consumer path, parse and count only."""
+    stage = "faust-floor"
+    worker = Worker(worker_env(names, stage, topic), app="bench.faust_floor", name=stage)
+    log(f"{stage}: faust -A bench.faust_floor worker over {events:,} events")
+    try:
+        worker.launch()
+        progress = wait_until_handled(worker, events, timeout, label=stage)
+        worker_cpu = cpu_seconds(worker.pid)
+    finally:
+        worker.stop()
+    eps, seconds = progress.rate(events)
+    log(f"{stage}: {eps:,.0f} events/s")
+    return {
+        "app": "faust -A bench.faust_floor worker",
+        "events": events,
+        "events_per_s": round(eps, 1),
+        "seconds": round(seconds, 2),
+        "worker_cpu_s": round(worker_cpu, 1),
+    }
