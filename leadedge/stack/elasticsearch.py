@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
 import shutil
 import stat
 import subprocess
+import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -67,6 +69,13 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.chown(Path(parent) / name, uid, gid, follow_symlinks=False)
 
 
+def _searchable(path: Path) -> bool:
+    # Parents that do not exist yet will be created with the default (searchable) mode.
+    return all(
+        parent.stat().st_mode & stat.S_IXOTH for parent in (path, *path.parents) if parent.exists()
+    )
+
+
 def _require_searchable(path: Path) -> None:
     # The service user must be able to reach `path` through every parent directory.
     for parent in (path, *path.parents):
@@ -96,6 +105,32 @@ class Elasticsearch(Component):
     def dist(self) -> Path:
         """The unpacked distribution in the cache."""
         return self.cache_dir / f"elasticsearch-{ES_VERSION}"
+
+    @property
+    def home(self) -> Path:
+        """Config, data, logs: in the state dir, unless the service user cannot reach it.
+
+        As root, a state dir below a private directory (a `mktemp -d` checkout, a root
+        home) is closed to the service user; then Elasticsearch keeps its files in the
+        system temp dir instead, under a name fixed by the state dir.
+        """
+        default = self.state_dir / self.name
+        if os.geteuid() != 0 or _searchable(self.state_dir):
+            return default
+        digest = hashlib.sha256(str(default).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"leadedge-elasticsearch-{digest}"
+
+    def _runnable_dist(self) -> Path:
+        # The same problem for the cache: run from a copy the service user can read.
+        if os.geteuid() != 0 or _searchable(self.dist):
+            return self.dist
+        copy = self.home / "dist"
+        if not copy.is_dir():
+            staging = self.home / "dist.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(self.dist, staging, symlinks=True)
+            staging.rename(copy)
+        return copy
 
     def install(self) -> None:
         """Fetch the distribution zip with Maven and unpack it, unless the cache has it."""
@@ -127,12 +162,14 @@ class Elasticsearch(Component):
     def prepare(self) -> LaunchSpec:
         """Create config, data, logs and tmp dirs; as root, hand them to the service user."""
         java = require_java()
+        self.home.mkdir(parents=True, exist_ok=True)
+        dist = self._runnable_dist()
         config = self.home / "config"
         data, logs, tmp = self.home / "data", self.home / "logs", self.home / "tmp"
         if not config.is_dir():
             staging = self.home / "config.partial"
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(self.dist / "config", staging)
+            shutil.copytree(dist / "config", staging)
             staging.rename(config)
         for directory in (data, logs, tmp):
             directory.mkdir(parents=True, exist_ok=True)
@@ -140,7 +177,7 @@ class Elasticsearch(Component):
         if os.geteuid() == 0:
             uid, gid = ensure_service_user()
             _chown_tree(self.home, uid, gid)
-            _require_searchable(self.dist / "bin")
+            _require_searchable(dist / "bin")
             _require_searchable(self.home.parent)
         env = self.base_env()
         env.pop("JAVA_HOME", None)  # ignored by ES, and it warns about it
@@ -160,7 +197,7 @@ class Elasticsearch(Component):
             "path.logs": str(logs),
             "cluster.routing.allocation.disk.threshold_enabled": "false",
         }
-        argv = [str(self.dist / "bin" / "elasticsearch")]
+        argv = [str(dist / "bin" / "elasticsearch")]
         for key, value in settings.items():
             argv += ["-E", f"{key}={value}"]
         return LaunchSpec(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from leadedge.exceptions import StackError
 from leadedge.stack import tools
-from leadedge.stack.elasticsearch import extract_zip
+from leadedge.stack.elasticsearch import Elasticsearch, extract_zip
 from leadedge.stack.kafka import render_server_properties
 
 
@@ -97,3 +99,14 @@ def test_extract_zip_keeps_executable_bits(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "out/es/bin/elasticsearch").stat().st_mode) == 0o755
     # Readable by all, so a service user can run the shared copy.
     assert stat.S_IMODE((tmp_path / "out/es/config/jvm.options").stat().st_mode) == 0o664
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the relocation only happens when root runs it")
+def test_elasticsearch_files_move_out_of_a_private_state_dir_when_root_runs_it(
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    component = Elasticsearch(private / "state", tmp_path / "cache", echo=lambda _: None)
+    assert component.home.parent == Path(tempfile.gettempdir())
+    assert component.home.name.startswith("leadedge-elasticsearch-")
