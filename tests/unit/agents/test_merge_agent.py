@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 import pytest
@@ -14,14 +13,7 @@ from leadedge.app import app, dlq_topic, merged_topic
 from leadedge.history import chunk_key
 from tables.merged_requests import merged_requests
 from tables.request_history import request_history
-
-
-class RecordingTopic:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    async def send(self, **record: Any) -> None:
-        self.records.append(record)
+from tests.unit.agents.fixtures import RecordingTopic
 
 
 @pytest.fixture()

@@ -11,14 +11,7 @@ import pytest
 from agents.stats import count_requests, resends, total_stats
 from leadedge.app import app, stats_partials_topic, stats_topic
 from tables.request_stats import request_stats, stats_partials
-
-
-class RecordingTopic:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    async def send(self, **record: Any) -> None:
-        self.records.append(record)
+from tests.unit.agents.fixtures import RecordingTopic
 
 
 @pytest.fixture()

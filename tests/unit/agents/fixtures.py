@@ -1,0 +1,15 @@
+"""Recording doubles for the agents' unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RecordingTopic:
+    """Stands in for a Faust topic's `send`: keeps every record it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    async def send(self, **record: Any) -> None:
+        self.records.append(record)
