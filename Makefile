@@ -66,16 +66,11 @@ lint: install
 
 # Every benchmark, results in bench/results/latest.json, BENCHMARKS.md and its plot.
 # Smaller: make bench BENCH_ARGS="--events 50000 --duration 10 --ids 100000"
+# Starts the local stack unless it is up, and leaves it running (as `make run` does).
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
-	@if $(LEADEDGE) stack status --check >/dev/null 2>&1; then \
-		echo "== using the stack that is already up"; \
-		$(BIN)/python -m bench.run $(BENCH_ARGS); \
-	else \
-		$(LEADEDGE) stack up || { $(LEADEDGE) stack down; exit 1; }; \
-		$(BIN)/python -m bench.run $(BENCH_ARGS); rc=$$?; \
-		$(LEADEDGE) stack down; exit $$rc; \
-	fi
+	@$(LEADEDGE) stack status --check >/dev/null 2>&1 || $(LEADEDGE) stack up
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 stack-up: install
 	$(LEADEDGE) stack up

@@ -75,6 +75,7 @@ class Profiler:
 
 
 OWN_PACKAGES = frozenset({"leadedge", "agents", "tables"})
+FOCUS = "merge_requests"  # the merge agent (agents/merge.py)
 
 
 def _package(path: str) -> str:
@@ -109,6 +110,7 @@ def summarize(path: Path, top: int = 15) -> dict[str, Any]:
     own_total: Counter[str] = Counter()
     by_package: Counter[str] = Counter()
     by_task: Counter[str] = Counter()
+    in_focus: Counter[str] = Counter()
     samples = 0
     for profile in data["profiles"]:
         for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
@@ -128,6 +130,14 @@ def summarize(path: Path, top: int = 15) -> dict[str, Any]:
                     task = frames[stack[depth + 1]]["name"]
                     break
             by_task[task] += weight
+            # What the merge agent's own loop spends its time in, one level down.
+            for depth in range(len(stack) - 1):
+                if frames[stack[depth]]["name"] == FOCUS:
+                    in_focus[names[stack[depth + 1]]] += weight
+                    break
+            else:
+                if frames[stack[-1]]["name"] == FOCUS:
+                    in_focus["(its own lines)"] += weight
     share = 100 / samples if samples else 0
 
     def rows(counter: Counter[str]) -> list[dict[str, Any]]:
@@ -142,6 +152,7 @@ def summarize(path: Path, top: int = 15) -> dict[str, Any]:
         "self": rows(self_count),
         "total": rows(total_count),
         "own_total": rows(own_total),
+        "merge_agent": rows(in_focus),
         "by_task": [
             {"task": name, "percent": round(n * share, 1)} for name, n in by_task.most_common(top)
         ],
@@ -161,6 +172,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"  {title}:")
         for row in summary[key]:
             print(f"    {row['percent']:5.1f}%  {row['function']}")
+    print("  inside the merge agent's loop (share of all samples), one call down:")
+    for row in summary["merge_agent"]:
+        print(f"    {row['percent']:5.1f}%  {row['function']}")
     print("  by task (what the event loop was running):")
     for row in summary["by_task"]:
         print(f"    {row['percent']:5.1f}%  {row['task']}")

@@ -324,6 +324,10 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             f" {shape.get('max_events_per_id')} (mean {load.get('mean_events_per_id_zipf')}),"
             f" {shape.get('open_ids'):,} requests open at once, seed {shape.get('seed')}.",
         ]
+    for stage, detail in details.items():
+        if "skipped" in detail:
+            lines.append(f"- **{stage}**: skipped: {detail['skipped']}")
+    details = {stage: d for stage, d in details.items() if "skipped" not in d}
     for stage, title in (
         ("merge", "merge_eps"),
         ("merge-sinks", "merge, sinks on"),
@@ -390,6 +394,20 @@ def document(results: dict[str, Any], plotted: bool) -> str:
                 for row in profile.get("own_total", [])[:10]
             ],
         )
+        if profile.get("merge_agent"):
+            lines += [
+                "",
+                "Inside the merge agent's loop (`merge_requests`), one call down, as shares of"
+                " all samples:",
+                "",
+            ]
+            lines += _table(
+                ["%", "call"],
+                [
+                    [f"{row['percent']:.1f}", f"`{row['function']}`"]
+                    for row in profile.get("merge_agent", [])[:10]
+                ],
+            )
         lines += ["", "By task (what the event loop was running):", ""]
         lines += _table(
             ["%", "task"],
@@ -443,8 +461,9 @@ def document(results: dict[str, Any], plotted: bool) -> str:
         " (`leadedge stack up`); " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         f"- Worker: `{setup.get('worker_command')}`, {setup.get('partitions')} partitions,"
         f" GeoIP database {setup.get('geoip_db')}.",
-        f"- Run {results.get('started_at')} → {results.get('finished_at')}:"
-        f" `{results.get('command')}`.",
+        f"- Run {results.get('started_at')} → {results.get('finished_at')}: "
+        + ", then ".join(f"`{c}`" for c in results.get("commands", [results.get("command")]))
+        + ".",
         "",
         "## Commands",
         "",

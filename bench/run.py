@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -65,6 +66,7 @@ STAGES = (
     "profile",
 )
 NEEDS_EVENTS = {"merge", "floor", "quix", "faust-floor", "merge-sinks", "profile"}
+NEEDS_ELASTICSEARCH = {"merge-sinks", "freshness", "rss"}
 LATEST = RESULTS / "latest.json"
 PROFILE_FILE = RESULTS / "profile-merge.speedscope.json"
 
@@ -123,6 +125,17 @@ def versions() -> dict[str, str]:
     return found
 
 
+def elasticsearch_ready() -> str | None:
+    """None when Elasticsearch answers as a healthy cluster, else why not."""
+    try:
+        health = http_json("GET", f"{ES_URL}/_cluster/health", timeout=10)
+    except Exception as exc:
+        return f"{ES_URL} does not answer: {exc!r}"
+    if not isinstance(health, dict) or health.get("status") not in {"green", "yellow"}:
+        return f"{ES_URL}/_cluster/health answered {health!r}"
+    return None
+
+
 def stage_timeout(args: argparse.Namespace, records: int) -> float:
     """Generous: the worker may handle only a few hundred records a second here."""
     return args.timeout or 300 + records / 100
@@ -163,14 +176,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     names = Names()
+    command = "python -m bench.run " + " ".join(sys.argv[1:])
     previous: dict[str, Any] = {}
     if args.only and LATEST.exists():
         # A partial run updates the figures it measures and keeps the others.
         previous = orjson.loads(LATEST.read_bytes())
     results: dict[str, Any] = {
         **previous,
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "started_at": previous.get("started_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        # A partial run (--only) adds its command to those that made the other figures.
+        "commands": [*previous.get("commands", []), command] if args.only else [command],
         "args": {
             "events": args.events,
             "duration": args.duration,
@@ -219,6 +235,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timeout = stage_timeout(args, args.events)
         for stage in args.stages:
             started = time.monotonic()
+            if stage in NEEDS_ELASTICSEARCH:
+                problem = elasticsearch_ready()
+                if problem is not None:
+                    log(f"{stage}: skipped, Elasticsearch is not usable: {problem}")
+                    print(f"{stage}: skipped (Elasticsearch not usable)")
+                    results["details"][stage] = {"skipped": problem}
+                    continue
             if stage == "merge":
                 detail = stages.merge_eps(names, topic, args.events, sinks=False, timeout=timeout)
                 results["merge_eps"] = detail["events_per_s"]
@@ -306,8 +329,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # As Ctrl-C does: every `finally` runs, so workers stop and our names are deleted.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     results = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     LATEST.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
