@@ -259,6 +259,11 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             number(results.get("rss_mb")),
             "MB",
         ],
+        [
+            "collector_eps (`POST /requests`, arrays of 100, 4 clients, accepted)",
+            number(results.get("collector_eps")),
+            "events/s",
+        ],
     ]
     lines += _table(["figure", "value", "unit"], rows)
     lines += ["", "### Targets (reported, not asserted)", ""]

@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from bench import stages
+from bench.collector import collector_eps
 from bench.common import (
     BROKER,
     ES_URL,
@@ -63,6 +64,7 @@ STAGES = (
     "merge-sinks",
     "freshness",
     "rss",
+    "collector",
     "profile",
 )
 NEEDS_EVENTS = {"merge", "floor", "quix", "faust-floor", "merge-sinks", "profile"}
@@ -280,6 +282,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 results["freshness"] = rows
                 detail = {"rates": args.rate_list}
+            elif stage == "collector":
+                detail = collector_eps(names, min(args.duration, 30))
+                results["collector_eps"] = detail["events_per_s"]
+                print(f"collector_eps: {detail['events_per_s']:,} events/s over HTTP")
             elif stage == "rss":
                 rss_topic = names.topic("rss-requests")
                 create_topic(rss_topic)
@@ -329,6 +335,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """`--only`: the stages just run replace theirs; every other figure is kept as it was."""
+    figures = {
+        key: value
+        for key, value in fresh.items()
+        if key.endswith("_eps") or key in ("rss_mb", "freshness")
+    }
+    details = {**previous.get("details", {}), **fresh.get("details", {})}
+    merged = {**previous, **figures, "details": details}
+    merged["targets"] = targets(merged)
+    return merged
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     # As Ctrl-C does: every `finally` runs, so workers stop and our names are deleted.
     raise SystemExit(128 + signum)
@@ -339,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     results = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.only and LATEST.exists():
+        results = merged_into_previous(orjson.loads(LATEST.read_bytes()), results)
     LATEST.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     print(f"wrote {LATEST.relative_to(RESULTS.parent.parent)}")
     for row in results["targets"]:
