@@ -381,6 +381,8 @@ class Progress:
     """(time, count) samples of something that counts up to a goal."""
 
     samples: list[tuple[float, int]] = field(default_factory=list)
+    # The worker's CPU seconds when the first record was handled (start-up excluded).
+    cpu_at_first: float | None = None
 
     def add(self, count: int) -> None:
         self.samples.append((time.monotonic(), count))
@@ -409,6 +411,8 @@ def wait_until_handled(
     while True:
         count = worker.handled()
         progress.add(count)
+        if count > 0 and progress.cpu_at_first is None:
+            progress.cpu_at_first = cpu_seconds(worker.pid)
         if count >= goal:
             return progress
         now = time.monotonic()

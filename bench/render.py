@@ -486,8 +486,9 @@ def document(results: dict[str, Any], plotted: bool) -> str:
         "",
         "- **merge_eps**: `--events` realistic events are produced to a fresh 8-partition"
         " topic first. A real worker process, `faust -A bench.merge_only worker` (the"
-        " product's app, merge agent, tables and HTTP views; the Elasticsearch index agent"
-        " and the S3 archive are not loaded), reads it from the start with its own app id;"
+        " product's app, merge agent, tables and HTTP views; the other agents, the"
+        " Elasticsearch index, the S3 archive and the stats, are not loaded), reads it"
+        " from the start with its own app id;"
         " its `/metrics` counter `leadedge_events_total` (merged + duplicate + dead letter)"
         " is polled every 0.2 s, and the rate is taken from the first record handled to the"
         " last, so start-up and group join are not counted.",

@@ -179,16 +179,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     names = Names()
     command = "python -m bench.run " + " ".join(sys.argv[1:])
-    previous: dict[str, Any] = {}
-    if args.only and LATEST.exists():
-        # A partial run updates the figures it measures and keeps the others.
-        previous = orjson.loads(LATEST.read_bytes())
+    # Only this run's figures: a partial run (--only) is merged into the previous
+    # results once it is over (`merged_into_previous`).
     results: dict[str, Any] = {
-        **previous,
-        "started_at": previous.get("started_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
-        # A partial run (--only) adds its command to those that made the other figures.
-        "commands": [*previous.get("commands", []), command] if args.only else [command],
+        "commands": [command],
         "args": {
             "events": args.events,
             "duration": args.duration,
@@ -344,6 +340,11 @@ def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dic
     }
     details = {**previous.get("details", {}), **fresh.get("details", {})}
     merged = {**previous, **figures, "details": details}
+    # Which commands made the figures; the machine and versions as of the latest run.
+    merged["commands"] = [*previous.get("commands", []), *fresh.get("commands", [])]
+    for key in ("machine", "versions", "setup", "finished_at", "args"):
+        if key in fresh:
+            merged[key] = fresh[key]
     merged["targets"] = targets(merged)
     return merged
 

@@ -99,7 +99,8 @@ def merge_eps(
             profiler = Profiler(worker.pid, profile)
         progress = wait_until_handled(worker, events, timeout, label=stage)
         busy = cpu.busy()
-        worker_cpu = cpu_seconds(worker.pid)
+        # Its CPU from the first record handled to the last, as the rate.
+        worker_cpu = cpu_seconds(worker.pid) - (progress.cpu_at_first or 0.0)
         eps, seconds = progress.rate(events)
         metrics = worker.metrics()
         memory = worker.rss_kb()
