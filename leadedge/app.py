@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import faust
+from faust.types import ProducerT
 
+from leadedge.changelog_flush import DrainingProducer
 from leadedge.config import Settings, bootstrap_servers, get_settings
 from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
@@ -23,6 +25,13 @@ class LeadEdgeApp(faust.App):
         await super().on_first_start()
         if self.conf.broker[0].scheme == "kafka":
             await ensure_topics(bootstrap_servers(settings.broker), topic_specs(settings))
+
+    def _new_producer(self) -> ProducerT:
+        # Offsets are committed after a flush: it must not return with changelog
+        # records still buffered (see `leadedge.changelog_flush`).
+        if self.conf.broker[0].scheme == "kafka":
+            return DrainingProducer(self.transport, loop=self.loop, beacon=self.beacon)
+        return super()._new_producer()
 
 
 def topic_specs(config: Settings) -> list[TopicSpec]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -117,6 +118,27 @@ class Worker:
             )
         wait_for(self._healthy, timeout, f"worker on {self.base_url}/health (log: {self.log_path})")
         return self
+
+    def wait_settled(self, quiet_s: float = 5.0, timeout: float = 120) -> None:
+        """Wait until /health has said 200 for `quiet_s` in a row.
+
+        A consumer group can rebalance again just after its first assignment (new topics'
+        metadata arrives), and /health rightly answers 503 meanwhile.
+        """
+        healthy_since: list[float] = []
+
+        def settled() -> bool:
+            healthy = False
+            with contextlib.suppress(urllib.error.URLError):
+                healthy = self._healthy()
+            if not healthy:
+                healthy_since.clear()
+                return False
+            if not healthy_since:
+                healthy_since.append(time.monotonic())
+            return time.monotonic() - healthy_since[0] >= quiet_s
+
+        wait_for(settled, timeout, f"worker on {self.base_url}/health to stay ready {quiet_s}s")
 
     def _healthy(self) -> bool:
         assert self.process is not None
