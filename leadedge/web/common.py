@@ -53,6 +53,9 @@ def recovery_remaining() -> int:
 def not_ready_because() -> list[str]:
     """What this worker waits for before it can answer from its tables."""
     reasons = []
+    if not recovery().completed.is_set():
+        # Before the first assignment nothing says "rebalancing" yet, but nothing is served.
+        reasons.append("the first partition assignment and table recovery")
     if app.rebalancing:
         reasons.append("the consumer group to finish rebalancing")
     if recovery().in_recovery:

@@ -14,6 +14,7 @@ from leadedge.demo import ADDRESSES, CHROME, FIREFOX, SAFARI
 from leadedge.enrich import Enricher
 from leadedge.merge import Applied, MergeRules, merge_event, merged_request
 from leadedge.models import Event
+from leadedge.stats import Window, add_numbers, source_label, window_start
 from leadedge.validate import event_from_object
 
 BASE_TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -27,7 +28,10 @@ class History:
     bad_indexes: set[int] = field(default_factory=set)
 
 
-def generate(ids: int, events: int, seed: int = 11) -> History:
+def generate(
+    ids: int, events: int, seed: int = 11, step_ms: int = 1, start_ms: int = BASE_TS
+) -> History:
+    """`events` records over `ids` requests, the n-th at event time `start_ms + n * step_ms`."""
     rng = random.Random(seed)
     history = History()
     started: set[str] = set()
@@ -35,7 +39,7 @@ def generate(ids: int, events: int, seed: int = 11) -> History:
     for n in range(events):
         request_id = f"r{rng.randrange(ids):05d}"
         key = request_id.encode()
-        ts = BASE_TS + n
+        ts = start_ms + n * step_ms
         roll = rng.random()
         if request_id not in started:
             started.add(request_id)
@@ -77,6 +81,46 @@ def generate(ids: int, events: int, seed: int = 11) -> History:
             sent_with_event_id.append(record)
         history.records.append(record)
     return history
+
+
+def applied_events(history: History) -> list[tuple[Event, dict[str, Any] | None, Applied]]:
+    """Each event the merge applies, exactly once, in order, with the state before it."""
+    states: dict[str, dict[str, Any]] = {}
+    applied: list[tuple[Event, dict[str, Any] | None, Applied]] = []
+    for key, value in history.records:
+        try:
+            doc = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        event = event_from_object(doc, key=key, record_ts_ms=0)
+        if not isinstance(event, Event):
+            continue
+        before = states.get(event.id)
+        outcome = merge_event(before, event, MergeRules())
+        if isinstance(outcome, Applied):
+            states[event.id] = outcome.state
+            applied.append((event, before, outcome))
+    return applied
+
+
+def reference_stats(history: History) -> dict[str, dict[str, Any]]:
+    """Per window id: events, new requests and each counter's sum, every event once.
+
+    Written from DESIGN's rules, independently of how the agents split the work: the
+    window is the event's minute and its request's source; only `+N` fields are summed.
+    """
+    windows: dict[str, dict[str, Any]] = {}
+    for event, before, outcome in applied_events(history):
+        source = source_label(outcome.state.get("source"))
+        window = Window(event.project, source, window_start(event.ts_ms))
+        totals = windows.setdefault(window.id, {"events": 0, "new_requests": 0, "counters": {}})
+        totals["events"] += 1
+        totals["new_requests"] += before is None
+        for name, value in event.fields.items():
+            if isinstance(value, str) and value.startswith("+"):
+                counters = totals["counters"]
+                counters[name] = add_numbers(counters.get(name, 0), value)
+    return windows
 
 
 def reference_merge(history: History, city_db: Path) -> dict[str, dict[str, Any]]:
