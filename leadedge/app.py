@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import faust
 from faust.types import ProducerT
 
@@ -9,7 +11,10 @@ from leadedge.changelog_flush import DrainingProducer
 from leadedge.config import Settings, bootstrap_servers, get_settings
 from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
+from leadedge.table_stores import discard_after_unclean_stop, mark_clean_stop
 from leadedge.web.auth import KeyStore
+
+log = logging.getLogger(__name__)
 
 settings = get_settings()
 # Read here, not in a view module: an error in an autodiscovered module only logs a
@@ -21,10 +26,36 @@ class LeadEdgeApp(faust.App):
     """The Faust app, plus the topics it owns created before its consumer starts."""
 
     async def on_first_start(self) -> None:
-        """Create missing topics first: Faust creates only its internal ones."""
+        """Create missing topics first: Faust creates only its internal ones.
+
+        Local table stores left by a crash are removed before any is opened, so the
+        tables are rebuilt from their changelogs (see `leadedge.table_stores`).
+        """
         await super().on_first_start()
+        if self._keeps_local_stores:
+            discarded = discard_after_unclean_stop(self.conf.tabledir)
+            if discarded:
+                log.warning(
+                    "The last stop was not clean: rebuilding %d local table stores from "
+                    "their changelogs",
+                    len(discarded),
+                )
         if self.conf.broker[0].scheme == "kafka":
             await ensure_topics(bootstrap_servers(settings.broker), topic_specs(settings))
+
+    async def on_shutdown(self) -> None:
+        """Mark the local stores trustworthy when every changelog record reached Kafka."""
+        await super().on_shutdown()
+        producer = self._producer
+        if self._keeps_local_stores and isinstance(producer, DrainingProducer):
+            if producer.all_delivered:
+                mark_clean_stop(self.conf.tabledir)
+            else:
+                log.warning("Changelog records were not all delivered: next start rebuilds")
+
+    @property
+    def _keeps_local_stores(self) -> bool:
+        return self.conf.store.scheme == "rocksdb"
 
     def _new_producer(self) -> ProducerT:
         # Offsets are committed after a flush: it must not return with changelog

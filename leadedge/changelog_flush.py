@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 from faust.transport.drivers.aiokafka import Producer
 from faust.transport.producer import ProducerBuffer
@@ -30,13 +30,28 @@ class DrainingProducerBuffer(ProducerBuffer):
         super().__post_init__()
         # A record taken off the queue is not in `size` until the client holds it.
         self.sending = 0
+        # Handed to the client, not yet acknowledged by Kafka; and refused for good.
+        self.unconfirmed = 0
+        self.failed = 0
 
     async def _send_pending(self, fut: FutureMessage) -> None:
         self.sending += 1
+        self.unconfirmed += 1
+        fut.add_done_callback(self._on_outcome)
         try:
             await super()._send_pending(fut)
         finally:
             self.sending -= 1
+
+    def _on_outcome(self, fut: asyncio.Future[Any]) -> None:
+        self.unconfirmed -= 1
+        if fut.cancelled() or fut.exception() is not None:
+            self.failed += 1
+
+    @property
+    def all_delivered(self) -> bool:
+        """True when every record ever buffered is in Kafka: none waiting, none lost."""
+        return not (self.size or self.sending or self.unconfirmed or self.failed)
 
     async def flush(self) -> None:
         """Wait until every buffered record has been handed to the Kafka client."""
@@ -59,3 +74,8 @@ class DrainingProducer(Producer):
         if self.app.conf.producer_threaded:
             buffer.threaded_producer = self.threaded_producer
         self.buffer = buffer
+
+    @property
+    def all_delivered(self) -> bool:
+        """True when every changelog record this producer buffered is in Kafka."""
+        return cast(DrainingProducerBuffer, self.buffer).all_delivered

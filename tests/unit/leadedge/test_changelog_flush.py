@@ -25,16 +25,28 @@ class SlowChannel:
         self.published.append(fut.number)
 
 
+class PendingRecord(asyncio.Future[Any]):
+    """A buffered record: the future Kafka's acknowledgement completes."""
+
+    def __init__(self, channel: SlowChannel, number: int) -> None:
+        super().__init__()
+        self.message = SimpleNamespace(channel=channel)
+        self.number = number
+
+
 def pending(channel: SlowChannel, number: int) -> FutureMessage:
-    return cast(
-        FutureMessage, SimpleNamespace(message=SimpleNamespace(channel=channel), number=number)
-    )
+    return cast(FutureMessage, PendingRecord(channel, number))
+
+
+def running_buffer() -> DrainingProducerBuffer:
+    buffer = DrainingProducerBuffer()
+    buffer.app = cast(AppT, SimpleNamespace(conf=SimpleNamespace(producer_threaded=False)))
+    return buffer
 
 
 async def test_flush_returns_only_after_every_buffered_record_is_handed_over() -> None:
     channel = SlowChannel(delay_s=0.25)
-    buffer = DrainingProducerBuffer()
-    buffer.app = cast(AppT, SimpleNamespace(conf=SimpleNamespace(producer_threaded=False)))
+    buffer = running_buffer()
     await buffer.start()
     try:
         for number in range(4):
@@ -49,11 +61,44 @@ async def test_flush_returns_only_after_every_buffered_record_is_handed_over() -
 
 async def test_flush_of_a_stopped_buffer_with_records_raises_instead_of_hanging() -> None:
     channel = SlowChannel(delay_s=0.0)
-    buffer = DrainingProducerBuffer()
-    buffer.app = cast(AppT, SimpleNamespace(conf=SimpleNamespace(producer_threaded=False)))
+    buffer = running_buffer()
     buffer.put(pending(channel, 1))
     with pytest.raises(RuntimeError, match="not running"):
         await buffer.flush()
+
+
+async def test_all_delivered_only_once_kafka_acknowledged_every_record() -> None:
+    channel = SlowChannel(delay_s=0.0)
+    buffer = running_buffer()
+    await buffer.start()
+    try:
+        records = [pending(channel, number) for number in range(2)]
+        for record in records:
+            buffer.put(record)
+        await buffer.flush()
+        assert not buffer.all_delivered  # handed over, not yet acknowledged
+        records[0].set_result(None)
+        records[1].set_result(None)
+        await asyncio.sleep(0)
+        assert buffer.all_delivered
+    finally:
+        await buffer.stop()
+
+
+async def test_a_record_kafka_refused_means_not_all_delivered() -> None:
+    channel = SlowChannel(delay_s=0.0)
+    buffer = running_buffer()
+    await buffer.start()
+    try:
+        record = pending(channel, 1)
+        buffer.put(record)
+        await buffer.flush()
+        record.set_exception(ConnectionError("broker gone"))
+        await asyncio.sleep(0)
+        assert buffer.failed == 1
+        assert not buffer.all_delivered
+    finally:
+        await buffer.stop()
 
 
 def test_the_app_produces_through_the_draining_producer() -> None:
