@@ -11,7 +11,7 @@ from leadedge import metrics
 from leadedge.app import app, dlq_topic, merged_topic, requests_topic, settings
 from leadedge.dead_letters import send_dead_letter
 from leadedge.enrich import Enricher
-from leadedge.history import SEQUENCE, chunk_key, entry, plan_append
+from leadedge.history import append, chunk_key, entry
 from leadedge.merge import MergeRules, merged_request
 from leadedge.models import Rejection, SourceRecord
 from leadedge.processing import Merged, RecordProcessor
@@ -36,21 +36,16 @@ async def reject(record: SourceRecord, rejection: Rejection) -> None:
 
 
 def record_history(merged: Merged, record: SourceRecord) -> None:
-    """Append the event to its request's timeline; a replayed record is not added twice.
+    """Append the event to its request's timeline, the open chunk in the state.
 
-    Written before the merged state, so after a crash between the two writes the replay
-    finds the entry already there and only the state is written again.
+    Called before the state is written: a chunk the event fills is stored first (see
+    `leadedge.history.append`).
     """
-    sequence = merged.state.get(SEQUENCE, 0)
-    write = plan_append(sequence, settings.history_length)
-    key = chunk_key(merged.request_id, write.chunk)
-    chunk = request_history.get(key) or []
-    last = chunk[-1] if chunk else None
-    if last is None or (last["partition"], last["offset"]) < (record.partition, record.offset):
-        request_history[key] = [*chunk, entry(merged.event, record)]
-    if write.drop is not None:
-        request_history.pop(chunk_key(merged.request_id, write.drop), None)
-    merged.state[SEQUENCE] = sequence + 1
+    full = append(merged.state, entry(merged.event, record), settings.history_length)
+    if full is not None:
+        request_history[chunk_key(merged.request_id, full.chunk)] = full.entries
+        if full.drop is not None:
+            request_history.pop(chunk_key(merged.request_id, full.drop), None)
 
 
 @app.agent(requests_topic)

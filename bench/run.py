@@ -9,6 +9,7 @@ needs it):
 - quix: quix_eps, the same merge on Quix Streams (bench/peers/quix_merge.py)
 - pure: pure_eps, leadedge's merge functions in a plain loop (no Kafka, no framework)
 - faust-floor: faust_floor_eps, a Faust agent on the same topic that parses and counts
+- faust-floor-write: the same agent also writing one table key per record (cost of a write)
 - merge-sinks: the product's `faust -A leadedge worker` (every agent) over the same topic
 - freshness: produce-to-searchable p50/p95/p99/max at each of `--rates` for `--duration` s
 - rss: the product's worker's VmRSS once `--ids` distinct ids are in its table
@@ -61,13 +62,22 @@ STAGES = (
     "quix",
     "pure",
     "faust-floor",
+    "faust-floor-write",
     "merge-sinks",
     "freshness",
     "rss",
     "collector",
     "profile",
 )
-NEEDS_EVENTS = {"merge", "floor", "quix", "faust-floor", "merge-sinks", "profile"}
+NEEDS_EVENTS = {
+    "merge",
+    "floor",
+    "quix",
+    "faust-floor",
+    "faust-floor-write",
+    "merge-sinks",
+    "profile",
+}
 NEEDS_ELASTICSEARCH = {"merge-sinks", "freshness", "rss"}
 LATEST = RESULTS / "latest.json"
 PROFILE_FILE = RESULTS / "profile-merge.speedscope.json"
@@ -262,6 +272,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 detail = stages.faust_floor_eps(names, topic, args.events, timeout)
                 results["faust_floor_eps"] = detail["events_per_s"]
                 print(f"faust_floor_eps: {detail['events_per_s']:,.0f} events/s (parse and count)")
+            elif stage == "faust-floor-write":
+                detail = stages.faust_floor_eps(names, topic, args.events, timeout, writes=1)
+                results["faust_floor_write_eps"] = detail["events_per_s"]
+                print(
+                    f"faust_floor_write_eps: {detail['events_per_s']:,.0f} events/s"
+                    " (parse, count, one table write)"
+                )
             elif stage == "merge-sinks":
                 detail = stages.merge_eps(names, topic, args.events, sinks=True, timeout=timeout)
                 results["merge_sinks_on_eps"] = detail["events_per_s"]

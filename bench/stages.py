@@ -277,7 +277,7 @@ def _pure_setup(events: int, seed: int) -> tuple[Any, list[tuple[bytes, bytes]]]
 
 def _pure_loop(processor: Any, records: list[tuple[bytes, bytes]]) -> int:
     """What the merge agent does per record, with dicts of bytes for the two tables."""
-    from leadedge.history import SEQUENCE, chunk_key, entry, plan_append
+    from leadedge.history import append, chunk_key, entry
     from leadedge.merge import merged_request
     from leadedge.models import SourceRecord
     from leadedge.processing import Merged
@@ -295,14 +295,11 @@ def _pure_loop(processor: Any, records: list[tuple[bytes, bytes]]) -> int:
         record = SourceRecord("requests", 0, offset, 1_767_225_600_000, key, value)
         outcome = processor.process(record, lookup)
         if isinstance(outcome, Merged):
-            sequence = outcome.state.get(SEQUENCE, 0)
-            write = plan_append(sequence, history_length)
-            chunk_id = chunk_key(outcome.request_id, write.chunk)
-            chunk = loads(history[chunk_id]) if chunk_id in history else []
-            history[chunk_id] = dumps([*chunk, entry(outcome.event, record)])
-            if write.drop is not None:
-                history.pop(chunk_key(outcome.request_id, write.drop), None)
-            outcome.state[SEQUENCE] = sequence + 1
+            full = append(outcome.state, entry(outcome.event, record), history_length)
+            if full is not None:
+                history[chunk_key(outcome.request_id, full.chunk)] = dumps(full.entries)
+                if full.drop is not None:
+                    history.pop(chunk_key(outcome.request_id, full.drop), None)
             states[outcome.request_id] = dumps(outcome.state)
             dumps(merged_request(outcome.state))
     return len(states)
@@ -363,11 +360,18 @@ def pure_profile(events: int, seed: int, top: int = 15) -> dict[str, Any]:
     return {"events": events, "seconds": round(total, 2), "self": table(0), "total": table(1)}
 
 
-def faust_floor_eps(names: Names, topic: str, events: int, timeout: float) -> dict[str, Any]:
-    """`faust -A bench.faust_floor worker`: Faust's consumer path, parse and count only."""
-    stage = "faust-floor"
-    worker = Worker(worker_env(names, stage, topic), app="bench.faust_floor", name=stage)
-    log(f"{stage}: faust -A bench.faust_floor worker over {events:,} events")
+def faust_floor_eps(
+    names: Names, topic: str, events: int, timeout: float, *, writes: int = 0
+) -> dict[str, Any]:
+    """`faust -A bench.faust_floor worker`: Faust's consumer path, parse and count only.
+
+    With `writes`, each record also writes that many table keys: what a table write
+    (RocksDB put and changelog record) costs in Faust.
+    """
+    stage = "faust-floor-write" if writes else "faust-floor"
+    env = worker_env(names, stage, topic, {"BENCH_FLOOR_WRITES": str(writes)})
+    worker = Worker(env, app="bench.faust_floor", name=stage)
+    log(f"{stage}: faust -A bench.faust_floor worker, {writes} table writes per record")
     try:
         worker.launch()
         progress = wait_until_handled(worker, events, timeout, label=stage)
@@ -378,6 +382,7 @@ def faust_floor_eps(names: Names, topic: str, events: int, timeout: float) -> di
     log(f"{stage}: {eps:,.0f} events/s")
     return {
         "app": "faust -A bench.faust_floor worker",
+        "table_writes_per_record": writes,
         "events": events,
         "events_per_s": round(eps, 1),
         "seconds": round(seconds, 2),

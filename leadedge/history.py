@@ -1,8 +1,10 @@
-"""Each request's timeline, kept in fixed-size chunks so one event writes one small record.
+"""Each request's timeline: the newest events in its merged state, older ones in chunks.
 
-A request's n-th applied event goes to chunk n // CHUNK_SIZE. Keeping whole chunks (not
-one list per request) bounds what each event writes to the changelog, and dropping the
-oldest chunk when the timeline is over its limit keeps it bounded too.
+A request's n-th applied event goes to chunk n // CHUNK_SIZE. The chunk being filled
+lives in the merged state itself (`_history_open`), so an event costs one table write,
+not two: the state and its timeline are one value, written together or not at all. A
+chunk moves to the history table only when it is full, and then the oldest chunk past
+the limit is deleted, which keeps the timeline bounded.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from leadedge.merge import format_time
-from leadedge.models import Event, SourceRecord
+from leadedge.models import Event, SourceRecord, State
 
 CHUNK_SIZE = 100
 SEQUENCE = "_history_seq"
+OPEN = "_history_open"
 
 
 def chunk_key(request_id: str, chunk: int) -> str:
@@ -37,9 +40,10 @@ def entry(event: Event, record: SourceRecord) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class HistoryWrite:
-    """Append `item` to chunk `chunk`; delete chunk `drop` (older than the limit) if set."""
+    """Store the full chunk `entries` under number `chunk`; delete chunk `drop` if set."""
 
     chunk: int
+    entries: list[dict[str, Any]]
     drop: int | None
 
 
@@ -47,20 +51,34 @@ def _full_chunks(limit: int) -> int:
     return max(1, -(-limit // CHUNK_SIZE))
 
 
-def plan_append(sequence: int, limit: int) -> HistoryWrite:
-    """Where the event numbered `sequence` (from 0) goes, and which chunk falls out."""
+def append(state: State, item: dict[str, Any], limit: int) -> HistoryWrite | None:
+    """Add `item` to the state's open chunk; when that fills it, what to store and drop.
+
+    The chunk is stored before the state that no longer holds it: after a crash between
+    the two writes, the replayed event fills the same chunk again and stores it again.
+    """
+    sequence = state.get(SEQUENCE, 0)
+    entries = [*state.get(OPEN, ()), item]
+    state[SEQUENCE] = sequence + 1
+    if len(entries) < CHUNK_SIZE:
+        state[OPEN] = entries
+        return None
+    state[OPEN] = []
     chunk = sequence // CHUNK_SIZE
-    # Full chunks enough for `limit`, plus the one being filled: never fewer than `limit`.
-    drop = chunk - _full_chunks(limit) - 1
-    return HistoryWrite(chunk, drop if sequence % CHUNK_SIZE == 0 and drop >= 0 else None)
+    # Full chunks enough for `limit` stay, plus the open one: never fewer than `limit`.
+    drop = chunk - _full_chunks(limit)
+    return HistoryWrite(chunk, entries, drop if drop >= 0 else None)
 
 
 def chunks_to_read(total: int, limit: int) -> range:
-    """The chunks that hold the latest events, oldest first."""
-    if total == 0:
-        return range(0)
-    last = (total - 1) // CHUNK_SIZE
-    return range(max(0, last - _full_chunks(limit)), last + 1)
+    """The stored chunks that hold the latest events, oldest first; the open one follows."""
+    stored = total // CHUNK_SIZE
+    return range(max(0, stored - _full_chunks(limit)), stored)
+
+
+def open_entries(state: State) -> list[dict[str, Any]]:
+    """The newest events: the chunk being filled, kept in the state."""
+    return list(state.get(OPEN, ()))
 
 
 def page(events: list[dict[str, Any]], total: int, offset: int, limit: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from leadedge.models import Event, Rejection, State
@@ -137,8 +138,13 @@ def merge_event(
 
 def format_time(epoch_ms: int) -> str:
     """RFC 3339 in UTC with milliseconds and a `Z`, as DESIGN's outputs require."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    return f"{_second(epoch_ms // 1000)}{epoch_ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second(epoch_s: int) -> str:
+    # Events arrive roughly in time order, so a few recent seconds cover nearly all calls.
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def merged_request(state: State) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from quixstreams.state import State
 
 from leadedge.config import Settings
 from leadedge.enrich import Enricher
-from leadedge.history import SEQUENCE, entry, plan_append
+from leadedge.history import append, entry
 from leadedge.merge import MergeRules, merged_request
 from leadedge.models import Rejection, SourceRecord
 from leadedge.processing import Merged, RecordProcessor
@@ -118,15 +118,11 @@ def build(args: argparse.Namespace, state_dir: Path) -> tuple[Application, dict[
             outcomes["duplicate"] = outcomes.get("duplicate", 0) + 1
             return (SKIPPED, None)
         outcomes["merged"] = outcomes.get("merged", 0) + 1
-        sequence = outcome.state.get(SEQUENCE, 0)
-        write = plan_append(sequence, history_length)
-        chunk = state.get(history_key(write.chunk)) or []
-        last = chunk[-1] if chunk else None
-        if last is None or (last["partition"], last["offset"]) < (record.partition, record.offset):
-            state.set(history_key(write.chunk), [*chunk, entry(outcome.event, record)])
-        if write.drop is not None:
-            state.delete(history_key(write.drop))
-        outcome.state[SEQUENCE] = sequence + 1
+        full = append(outcome.state, entry(outcome.event, record), history_length)
+        if full is not None:
+            state.set(history_key(full.chunk), full.entries)
+            if full.drop is not None:
+                state.delete(history_key(full.drop))
         state.set(STATE_KEY, outcome.state)
         return (MERGED, orjson.dumps(merged_request(outcome.state)))
 

@@ -12,7 +12,7 @@ from mode import Service
 
 from leadedge.app import app, settings
 from leadedge.config import bootstrap_servers
-from leadedge.history import SEQUENCE, chunk_key, chunks_to_read, page
+from leadedge.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, page
 from leadedge.merge import merged_request
 from leadedge.models import Rejection
 from leadedge.producer import EventProducer
@@ -159,4 +159,5 @@ class HistoryView(View):
         events: list[dict[str, Any]] = []
         for chunk in chunks_to_read(total, settings.history_length):
             events.extend(request_history.get(chunk_key(request_id, chunk)) or [])
+        events.extend(open_entries(state))
         return self.json({"id": request_id, **page(events, total, offset, limit)})

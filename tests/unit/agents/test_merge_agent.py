@@ -10,7 +10,7 @@ import pytest
 from agents.merge import merge_requests
 from leadedge import metrics
 from leadedge.app import app, dlq_topic, merged_topic
-from leadedge.history import chunk_key
+from leadedge.history import CHUNK_SIZE, chunk_key, open_entries
 from tables.merged_requests import merged_requests
 from tables.request_history import request_history
 from tests.unit.agents.fixtures import RecordingTopic
@@ -139,10 +139,21 @@ async def test_applied_events_are_kept_in_the_history_in_order(
         await agent.put(b'{"id":"h","clicks":"+1","event_id":"e1"}', key=b"h")
         await agent.put(b'{"id":"h","clicks":"+1","event_id":"e1"}', key=b"h")  # a resend
         await agent.put(b'{"id":"h","clicks":"+2"}', key=b"h")
-    events = request_history[chunk_key("h", 0)]
+    events = open_entries(merged_requests["h"])
     assert [e["fields"] for e in events] == [{"clicks": "+1"}, {"clicks": "+2"}]
     assert events[0]["event_id"] == "e1"
     assert merged_requests["h"]["clicks"] == 3
+
+
+async def test_a_full_history_chunk_moves_to_the_history_table(
+    sent: dict[str, RecordingTopic],
+) -> None:
+    async with merge_requests.test_context() as agent:
+        for number in range(CHUNK_SIZE + 1):
+            await agent.put(b'{"id":"c","n":"+1","i":%d}' % number, key=b"c")
+    stored = request_history[chunk_key("c", 0)]
+    assert [e["fields"]["i"] for e in stored] == list(range(CHUNK_SIZE))
+    assert [e["fields"]["i"] for e in open_entries(merged_requests["c"])] == [CHUNK_SIZE]
 
 
 async def test_dead_letters_are_counted_by_reason(sent: dict[str, RecordingTopic]) -> None:

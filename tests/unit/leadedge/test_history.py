@@ -1,26 +1,47 @@
 from __future__ import annotations
 
-from leadedge.history import CHUNK_SIZE, chunks_to_read, page, plan_append
+from typing import Any
+
+from leadedge.history import CHUNK_SIZE, OPEN, SEQUENCE, append, chunks_to_read, open_entries, page
 
 
-def simulate(events: int, limit: int) -> dict[int, int]:
-    """Chunk -> number of entries, applying plan_append's writes and drops."""
-    chunks: dict[int, int] = {}
-    for sequence in range(events):
-        write = plan_append(sequence, limit)
-        chunks[write.chunk] = chunks.get(write.chunk, 0) + 1
-        if write.drop is not None:
-            del chunks[write.drop]
-    return chunks
+def simulate(events: int, limit: int) -> tuple[dict[int, list[int]], dict[str, Any]]:
+    """The stored chunks (number -> event numbers) and the state after `events` appends."""
+    chunks: dict[int, list[int]] = {}
+    state: dict[str, Any] = {}
+    for number in range(events):
+        full = append(state, {"n": number}, limit)
+        if full is not None:
+            chunks[full.chunk] = [item["n"] for item in full.entries]
+            if full.drop is not None:
+                del chunks[full.drop]
+    return chunks, state
 
 
-def test_at_least_the_latest_limit_events_are_kept() -> None:
-    for events in (1, 99, 100, 101, 999, 1000, 1001, 1099, 1100, 1101, 5_432):
-        chunks = simulate(events, 1000)
-        kept = sum(chunks.values())
-        assert kept >= min(events, 1000), events
-        assert kept <= 1000 + CHUNK_SIZE, events
-        assert set(chunks) == set(chunks_to_read(events, 1000)), events
+def read(chunks: dict[int, list[int]], state: dict[str, Any], limit: int) -> list[int]:
+    """What the history endpoint reads: the stored chunks to read, then the open one."""
+    found = [n for chunk in chunks_to_read(state.get(SEQUENCE, 0), limit) for n in chunks[chunk]]
+    return found + [item["n"] for item in open_entries(state)]
+
+
+def test_at_least_the_latest_limit_events_are_kept_and_read_in_order() -> None:
+    for events in (0, 1, 99, 100, 101, 999, 1000, 1001, 1099, 1100, 1101, 5_432):
+        chunks, state = simulate(events, 1000)
+        found = read(chunks, state, 1000)
+        assert len(found) >= min(events, 1000), events
+        assert len(found) <= 1000 + CHUNK_SIZE, events
+        assert found == list(range(events - len(found), events)), events
+        assert set(chunks) == set(chunks_to_read(events, 1000)), "only what is read is kept"
+
+
+def test_the_open_chunk_lives_in_the_state_until_it_is_full() -> None:
+    state: dict[str, Any] = {}
+    for number in range(CHUNK_SIZE - 1):
+        assert append(state, {"n": number}, 1000) is None
+    assert len(state[OPEN]) == CHUNK_SIZE - 1
+    full = append(state, {"n": CHUNK_SIZE - 1}, 1000)
+    assert full is not None and full.chunk == 0 and len(full.entries) == CHUNK_SIZE
+    assert state[OPEN] == [] and state[SEQUENCE] == CHUNK_SIZE
 
 
 def test_the_answer_says_how_many_older_events_were_dropped() -> None:
