@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import orjson
 from leadedge.demo import ADDRESSES, CHROME, FIREFOX, SAFARI
 from leadedge.enrich import Enricher
 from leadedge.merge import Applied, MergeRules, merge_event, merged_request
-from leadedge.models import Event
+from leadedge.models import Event, State
 from leadedge.stats import Window, add_numbers, source_label, window_start
 from leadedge.validate import event_from_object
 
@@ -83,10 +84,16 @@ def generate(
     return history
 
 
-def applied_events(history: History) -> list[tuple[Event, dict[str, Any] | None, Applied]]:
-    """Each event the merge applies, exactly once, in order, with the state before it."""
-    states: dict[str, dict[str, Any]] = {}
-    applied: list[tuple[Event, dict[str, Any] | None, Applied]] = []
+def applied_events(
+    history: History, settle: Callable[[State | None, State], State] | None = None
+) -> list[tuple[Event, State | None, State]]:
+    """Each event the merge applies, exactly once, in order: (event, state before, after).
+
+    `settle` turns each merged state into the one stored (the worker enriches it); the
+    next event of the request is merged onto that.
+    """
+    states: dict[str, State] = {}
+    applied: list[tuple[Event, State | None, State]] = []
     for key, value in history.records:
         try:
             doc = orjson.loads(value)
@@ -98,8 +105,9 @@ def applied_events(history: History) -> list[tuple[Event, dict[str, Any] | None,
         before = states.get(event.id)
         outcome = merge_event(before, event, MergeRules())
         if isinstance(outcome, Applied):
-            states[event.id] = outcome.state
-            applied.append((event, before, outcome))
+            after = settle(before, outcome.state) if settle else outcome.state
+            states[event.id] = after
+            applied.append((event, before, after))
     return applied
 
 
@@ -110,8 +118,8 @@ def reference_stats(history: History) -> dict[str, dict[str, Any]]:
     window is the event's minute and its request's source; only `+N` fields are summed.
     """
     windows: dict[str, dict[str, Any]] = {}
-    for event, before, outcome in applied_events(history):
-        source = source_label(outcome.state.get("source"))
+    for event, before, after in applied_events(history):
+        source = source_label(after.get("source"))
         window = Window(event.project, source, window_start(event.ts_ms))
         totals = windows.setdefault(window.id, {"events": 0, "new_requests": 0, "counters": {}})
         totals["events"] += 1
@@ -126,17 +134,5 @@ def reference_stats(history: History) -> dict[str, dict[str, Any]]:
 def reference_merge(history: History, city_db: Path) -> dict[str, dict[str, Any]]:
     """Each event applied exactly once, in order: what every merged request must equal."""
     enricher = Enricher(geoip2.database.Reader(str(city_db)))
-    states: dict[str, dict[str, Any]] = {}
-    for key, value in history.records:
-        try:
-            doc = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            continue
-        event = event_from_object(doc, key=key, record_ts_ms=0)
-        if not isinstance(event, Event):
-            continue
-        before = states.get(event.id)
-        outcome = merge_event(before, event, MergeRules())
-        if isinstance(outcome, Applied):
-            states[event.id] = enricher.enrich(before, outcome.state)
+    states = {event.id: after for event, _, after in applied_events(history, enricher.enrich)}
     return {request_id: merged_request(state) for request_id, state in states.items()}
