@@ -32,6 +32,11 @@ def seconds(value: Any, drain: float) -> str:
     return f"> {drain:g}" if value is None else f"{value:.2f}"
 
 
+def details_events(results: dict[str, Any]) -> int | None:
+    events = results.get("details", {}).get("merge-sinks", {}).get("events")
+    return int(events) if events is not None else None
+
+
 def run_kind(results: dict[str, Any]) -> str:
     args = results.get("args", {})
     small = [name for name, full in FULL.items() if args.get(name, full) < full]
@@ -270,12 +275,13 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             "events/s",
         ],
         [
-            "merge with every agent on (sinks on)",
+            f"merge with every agent on (sinks on, {number(details_events(results))} events)",
             number(results.get("merge_sinks_on_eps")),
             "events/s",
         ],
         [
-            f"rss_mb ({number(args.get('ids'))} distinct ids)",
+            f"rss_mb ({number(args.get('ids'))} distinct ids, sinks"
+            f" {'on' if args.get('rss_sinks', True) else 'off'})",
             number(results.get("rss_mb")),
             "MB",
         ],
@@ -390,9 +396,12 @@ def document(results: dict[str, Any], plotted: bool) -> str:
         )
     rss = details.get("rss")
     if rss:
+        sinks_on = rss.get("sinks", "on") == "on"
         lines.append(
-            f"- **rss_mb**: `{rss['app']}` (sinks on) after {rss['ids']:,} distinct ids merged"
-            f" and {rss['indexed_before_reading']:,} indexed: VmRSS {rss['rss_mb']:,.0f} MB"
+            f"- **rss_mb**: `{rss['app']}` (sinks {rss.get('sinks', 'on')}) after"
+            f" {rss['ids']:,} distinct ids merged"
+            + (f" and {rss['indexed_before_reading']:,} indexed" if sinks_on else "")
+            + f" ({rss['merge_events_per_s']:,.0f} events/s): VmRSS {rss['rss_mb']:,.0f} MB"
             f" (when merged {rss['rss_mb_when_merged']:,.0f} MB, at start"
             f" {rss['baseline_rss_mb']:,.0f} MB, peak VmHWM {rss['peak_rss_mb']:,.0f} MB)."
         )
@@ -522,12 +531,16 @@ def document(results: dict[str, Any], plotted: bool) -> str:
         " and topic with one agent that parses each value and counts it;"
         " **faust_floor_write_eps**: the same agent also writing one table key per record.",
         "- **merge with sinks on**: as merge_eps with `faust -A leadedge worker`, every"
-        " agent autodiscovered, as deployed.",
+        " agent autodiscovered, as deployed, over a topic of the first `--sample-events`"
+        " events (same seed); the Faust floors and the profile also stop after"
+        " `--sample-events`: they describe a per-record cost, not a total.",
         "- **freshness**: see `bench/freshness.py`: every 20th event is a one-event probe id"
         " carrying `sent_ms`; Elasticsearch is searched every 0.1 s for the probes not seen"
         " yet; delay = first returned minus `sent_ms`.",
-        "- **rss_mb**: `--ids` events with distinct ids through `faust -A leadedge worker`;"
-        " VmRSS from `/proc/PID/status` once all are merged and indexed.",
+        "- **rss_mb**: `--ids` events with distinct ids through the merge worker"
+        " (`bench.merge_only`: the merge agent, its tables in RocksDB, the HTTP views);"
+        " VmRSS from `/proc/PID/status` once all are merged. `--rss-sinks` runs the"
+        " product's worker instead and also waits until all are indexed.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -10,10 +10,15 @@ needs it):
 - pure: pure_eps, leadedge's merge functions in a plain loop (no Kafka, no framework)
 - faust-floor: faust_floor_eps, a Faust agent on the same topic that parses and counts
 - faust-floor-write: the same agent also writing one table key per record (cost of a write)
-- merge-sinks: the product's `faust -A leadedge worker` (every agent) over the same topic
+- merge-sinks: the product's `faust -A leadedge worker` (every agent) over the first
+  `--sample-events` events
 - freshness: produce-to-searchable p50/p95/p99/max at each of `--rates` for `--duration` s
-- rss: the product's worker's VmRSS once `--ids` distinct ids are in its table
-- profile (only with `--profile` or `--only profile`): py-spy on the merge-only worker
+- rss: the merge worker's VmRSS once `--ids` distinct ids are in its table (`--rss-sinks`:
+  the product's worker)
+- collector: `POST /requests` throughput
+- profile: py-spy on the merge-only worker over `--sample-events` events
+
+The Faust floors stop after `--sample-events` too: they measure a per-record cost.
 
 Results go to bench/results/latest.json, then BENCHMARKS.md and bench/results/freshness.png
 are rendered from it (`python -m bench.render`). Every topic, consumer group, alias and S3
@@ -95,15 +100,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the topic")
     parser.add_argument("--duration", type=float, default=60, help="seconds per freshness rate")
-    parser.add_argument("--rates", default="1000,5000,10000", help="freshness rates, events/s")
+    parser.add_argument(
+        "--rates",
+        default="100,250,1000,5000,10000",
+        help="freshness rates, events/s (the issue's three, and two the worker sustains)",
+    )
     parser.add_argument(
         "--drain", type=float, default=60, help="seconds to wait for the last probes"
     )
     parser.add_argument("--ids", type=int, default=1_000_000, help="distinct ids for rss")
+    parser.add_argument(
+        "--sample-events",
+        type=int,
+        default=100_000,
+        help="events for the stages beyond the issue's figures (Faust floors, sinks on,"
+        " profile): at a few hundred events/s the full topic takes hours",
+    )
+    parser.add_argument(
+        "--rss-sinks",
+        action="store_true",
+        help="rss with every agent on (`faust -A leadedge worker`) instead of the merge"
+        " worker: about 3 times slower",
+    )
     parser.add_argument("--seed", type=int, default=LoadShape.seed)
     parser.add_argument("--only", help=f"comma-separated stages of {','.join(STAGES)}")
     parser.add_argument("--skip", help="comma-separated stages to leave out")
-    parser.add_argument("--profile", action="store_true", help="add the profile stage")
     parser.add_argument(
         "--timeout", type=float, help="per stage, seconds (default: from the sizes)"
     )
@@ -114,9 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-render", action="store_true", help="leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
-    chosen = set(args.only.split(",")) if args.only else set(STAGES) - {"profile"}
-    if args.profile:
-        chosen.add("profile")
+    chosen = set(args.only.split(",")) if args.only else set(STAGES)
     if args.skip:
         chosen -= set(args.skip.split(","))
     unknown = chosen - set(STAGES)
@@ -201,6 +220,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rates": args.rate_list,
             "drain": args.drain,
             "ids": args.ids,
+            "sample_events": args.sample_events,
+            "rss_sinks": args.rss_sinks,
             "seed": args.seed,
             "stages": args.stages,
             "faust_conf": args.faust_conf,
@@ -241,6 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             print(f"load: {args.events:,} events produced at {produced.rate:,.0f}/s")
         timeout = stage_timeout(args, args.events)
+        sample = min(args.sample_events, args.events)
         for stage in args.stages:
             started = time.monotonic()
             if stage in NEEDS_ELASTICSEARCH:
@@ -269,18 +291,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"pure_eps: {detail['events_per_s']:,.0f} events/s (merge code, no framework)"
                 )
             elif stage == "faust-floor":
-                detail = stages.faust_floor_eps(names, topic, args.events, timeout)
+                detail = stages.faust_floor_eps(names, topic, sample, timeout)
                 results["faust_floor_eps"] = detail["events_per_s"]
                 print(f"faust_floor_eps: {detail['events_per_s']:,.0f} events/s (parse and count)")
             elif stage == "faust-floor-write":
-                detail = stages.faust_floor_eps(names, topic, args.events, timeout, writes=1)
+                detail = stages.faust_floor_eps(names, topic, sample, timeout, writes=1)
                 results["faust_floor_write_eps"] = detail["events_per_s"]
                 print(
                     f"faust_floor_write_eps: {detail['events_per_s']:,.0f} events/s"
                     " (parse, count, one table write)"
                 )
             elif stage == "merge-sinks":
-                detail = stages.merge_eps(names, topic, args.events, sinks=True, timeout=timeout)
+                # Its own topic of the first `sample` events: while `requests` has a
+                # backlog the index agent gets nothing, so a worker over the full topic
+                # would index the sample only after merging everything.
+                sinks_topic = topic
+                if sample < args.events:
+                    sinks_topic = names.topic("sample-requests")
+                    create_topic(sinks_topic)
+                    log(f"merge-sinks: producing the first {sample:,} events to {sinks_topic}")
+                    asyncio.run(
+                        produce(
+                            BROKER,
+                            sinks_topic,
+                            Generator(LoadShape(seed=args.seed)),
+                            events=sample,
+                            progress=True,
+                        )
+                    )
+                detail = stages.merge_eps(
+                    names, sinks_topic, sample, sinks=True, timeout=stage_timeout(args, sample)
+                )
                 results["merge_sinks_on_eps"] = detail["events_per_s"]
                 print(f"merge_sinks_on_eps: {detail['events_per_s']:,.0f} events/s (every agent)")
             elif stage == "freshness":
@@ -313,7 +354,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 )
                 detail = stages.rss_mb(
-                    names, rss_topic, args.ids, timeout=stage_timeout(args, args.ids)
+                    names,
+                    rss_topic,
+                    args.ids,
+                    sinks=args.rss_sinks,
+                    timeout=stage_timeout(args, args.ids),
                 )
                 results["rss_mb"] = detail["rss_mb"]
                 print(f"rss_mb: {detail['rss_mb']:,.0f} MB with {args.ids:,} ids")
@@ -321,7 +366,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 detail = stages.merge_eps(
                     names,
                     topic,
-                    args.events,
+                    sample,
                     sinks=False,
                     timeout=timeout,
                     profile=PROFILE_FILE,

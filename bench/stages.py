@@ -214,19 +214,25 @@ def quix_eps(names: Names, topic: str, events: int, timeout: float) -> dict[str,
     return result
 
 
-def rss_mb(names: Names, topic: str, ids: int, *, timeout: float) -> dict[str, Any]:
-    """The product's worker (sinks on) after `ids` distinct ids are in its table."""
+def rss_mb(names: Names, topic: str, ids: int, *, sinks: bool, timeout: float) -> dict[str, Any]:
+    """A worker's memory after `ids` distinct ids are in its table.
+
+    The merge worker (`bench.merge_only`) by default; with `sinks`, the product's worker
+    with every agent, which also waits for the index agent before reading memory.
+    """
     stage = "rss"
-    worker = Worker(worker_env(names, stage, topic), app="leadedge", name=stage)
-    log(f"rss: faust -A leadedge worker over {ids:,} distinct ids")
+    app = "leadedge" if sinks else MERGE_ONLY_APP
+    worker = Worker(worker_env(names, stage, topic), app=app, name=stage)
+    log(f"rss: faust -A {app} worker over {ids:,} distinct ids")
     try:
         worker.start()
         baseline = worker.rss_kb()
         progress = wait_until_handled(worker, ids, timeout, label=stage)
         merged = worker.rss_kb()
         metrics = worker.metrics()
-        # Let the index agent catch up too, then read memory again.
-        _wait_indexed(worker, ids, timeout)
+        if sinks:
+            # Let the index agent catch up too, then read memory again.
+            _wait_indexed(worker, ids, timeout)
         index_in = _index_in(worker.metrics())
         time.sleep(5)
         settled = worker.rss_kb()
@@ -235,8 +241,8 @@ def rss_mb(names: Names, topic: str, ids: int, *, timeout: float) -> dict[str, A
     eps, _ = progress.rate(ids)
     result = {
         "ids": ids,
-        "app": "faust -A leadedge worker",
-        "sinks": "on",
+        "app": f"faust -A {app} worker",
+        "sinks": "on" if sinks else "off",
         "rss_mb": round(settled.get("VmRSS", 0) / 1024, 1),
         "rss_mb_when_merged": round(merged.get("VmRSS", 0) / 1024, 1),
         "peak_rss_mb": round(settled.get("VmHWM", 0) / 1024, 1),
