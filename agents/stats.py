@@ -3,8 +3,9 @@
 Three thin agents around the pure rules of `leadedge.stats` / `leadedge.stats_state`:
 
 1. `count_requests` reads `requests` beside the merge agent (its own verdict, the same
-   rules), keeps each source partition's partial count of each window, and sends it,
-   keyed by window id, to the internal partials topic;
+   rules), keeps each source partition's partial count of each window, and sends the
+   newest, keyed by window id, to the internal partials topic every
+   `stats_send_interval_ms` and before every offset commit;
 2. `total_stats` keeps each window's total (latest partial per source partition) and
    publishes it to `request-stats` (compacted, key = window id);
 3. `index_stats` writes the totals to the stats alias, versioned by event count.
@@ -31,7 +32,7 @@ from leadedge.models import SourceRecord, State
 from leadedge.sinks.elasticsearch import Document
 from leadedge.sinks.es_stats import StatsElasticsearchSink
 from leadedge.stats import WINDOW_MS
-from leadedge.stats_state import KEEP_CLOSED_MS, Plan, plan_record, plan_total
+from leadedge.stats_state import KEEP_CLOSED_MS, Plan, UnsentPartials, plan_record, plan_total
 from tables.request_stats import request_stats, stats_partials
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Resends:
 
 
 resends = Resends()
+unsent = UnsentPartials()
 
 
 def apply(table: Any, plan: Plan) -> None:
@@ -112,14 +114,31 @@ async def count_requests(stream: faust.StreamT[bytes]) -> None:
         record = SourceRecord.of(event.message)
         metrics.agent_records_total.labels("stats", "in").inc()
         try:
-            for window_id, partial in count_record(record):
-                await stats_partials_topic.send(key=window_id.encode(), value=orjson.dumps(partial))
-                metrics.agent_records_total.labels("stats", "out").inc()
+            unsent.add(record.partition, count_record(record))
         except Exception:
             stats_events_total.labels("failed").inc()
             log.exception(
                 "stats failed for %s[%d]@%d", record.topic, record.partition, record.offset
             )
+
+
+@app.on_before_flush
+def send_partials() -> None:
+    """Hand the partials counted since the last call to the producer.
+
+    Also run before every offset commit (`LeadEdgeApp.on_before_flush`): the commit then
+    waits for them, so no committed record's count is only in memory. A crash loses
+    at most what the replayed records count again, and `Resends` covers a lost send.
+    """
+    for window_id, partial in unsent.take():
+        stats_partials_topic.send_soon(key=window_id.encode(), value=orjson.dumps(partial))
+        metrics.agent_records_total.labels("stats", "out").inc()
+
+
+@app.timer(settings.stats_send_interval_ms / 1000)  # type: ignore[untyped-decorator]
+async def send_partials_every_interval() -> None:
+    """Keep the totals fresh between commits."""
+    send_partials()
 
 
 @app.agent(stats_partials_topic)

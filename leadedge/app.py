@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import faust
 from faust.types import ProducerT
@@ -24,6 +26,15 @@ api_keys = KeyStore.load(settings.api_keys_file)
 
 class LeadEdgeApp(faust.App):
     """The Faust app, plus the topics it owns created before its consumer starts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_flush: list[Callable[[], None]] = []
+
+    def on_before_flush(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call `hook` first in every producer flush, so before every offset commit."""
+        self.before_flush.append(hook)
+        return hook
 
     async def on_first_start(self) -> None:
         """Create missing topics first: Faust creates only its internal ones.
@@ -61,7 +72,9 @@ class LeadEdgeApp(faust.App):
         # Offsets are committed after a flush: it must not return with changelog
         # records still buffered (see `leadedge.changelog_flush`).
         if self.conf.broker[0].scheme == "kafka":
-            return DrainingProducer(self.transport, loop=self.loop, beacon=self.beacon)
+            return DrainingProducer(
+                self.transport, loop=self.loop, beacon=self.beacon, before_flush=self.before_flush
+            )
         return super()._new_producer()
 
 

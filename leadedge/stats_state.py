@@ -80,6 +80,32 @@ class Plan:
     outcome: str = "counted"
 
 
+class UnsentPartials:
+    """Step 1's sends held back: the newest partial of each window of each partition.
+
+    A partial is a full snapshot of its partition's count of a window, so only the
+    newest matters: sending it once per interval, and before every offset commit,
+    carries the same counts as one send per event, at a fraction of the records.
+    """
+
+    def __init__(self) -> None:
+        self._newest: dict[tuple[str, int], State] = {}
+
+    def add(self, partition: int, sends: list[tuple[str, State]]) -> None:
+        """Keep `sends` (window id, partial) of one `requests` partition, replacing older."""
+        for window_id, partial in sends:
+            self._newest[(window_id, partition)] = partial
+
+    def take(self) -> list[tuple[str, State]]:
+        """The (window id, partial) pairs held, in the order first held; none after."""
+        taken = [(window_id, partial) for (window_id, _), partial in self._newest.items()]
+        self._newest.clear()
+        return taken
+
+    def __len__(self) -> int:
+        return len(self._newest)
+
+
 def plan_record(
     lookup: Lookup,
     record: SourceRecord,

@@ -6,10 +6,13 @@ from typing import Any
 
 
 class RecordingTopic:
-    """Stands in for a Faust topic's `send`: keeps every record it is given."""
+    """Stands in for a Faust topic's `send` and `send_soon`: keeps every record given."""
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
 
     async def send(self, **record: Any) -> None:
+        self.records.append(record)
+
+    def send_soon(self, **record: Any) -> None:
         self.records.append(record)

@@ -8,8 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.stats import count_requests, resends, total_stats
+import agents.stats
+from agents.stats import count_requests, resends, send_partials, total_stats
 from leadedge.app import app, stats_partials_topic, stats_topic
+from leadedge.stats_state import UnsentPartials
 from tables.request_stats import request_stats, stats_partials
 from tests.unit.agents.fixtures import RecordingTopic
 
@@ -17,7 +19,8 @@ from tests.unit.agents.fixtures import RecordingTopic
 @pytest.fixture()
 async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, RecordingTopic]]:
     recorded = {"partials": RecordingTopic(), "stats": RecordingTopic()}
-    monkeypatch.setattr(stats_partials_topic, "send", recorded["partials"].send)
+    monkeypatch.setattr(stats_partials_topic, "send_soon", recorded["partials"].send_soon)
+    monkeypatch.setattr(agents.stats, "unsent", UnsentPartials())
     monkeypatch.setattr(stats_topic, "send", recorded["stats"].send)
     monkeypatch.setattr(resends, "done", set())
     app.finalize()
@@ -36,11 +39,27 @@ async def test_applied_events_count_and_bad_ones_go_nowhere(
         await agent.put(b"not json", key=b"s1")  # the merge agent dead-letters it
         await agent.put(b'{"id":"s1","clicks":{"a":1}}', key=b"s1")  # a type conflict
         await agent.put(b'{"id":"s2","source":2,"clicks":"+0.5"}', key=b"s2")
+    send_partials()
     last = orjson.loads(sent["partials"].records[-1]["value"])
     assert (last["events"], last["new_requests"]) == (3, 2)
     assert last["counters"] == {"clicks": 4.5, "impressions": 5}
     assert sent["partials"].records[-1]["key"].decode().startswith("default|2|")
-    assert len(sent["partials"].records) == 3
+
+
+async def test_partials_are_held_and_sent_once_per_window_with_the_newest_counts(
+    sent: dict[str, RecordingTopic],
+) -> None:
+    async with count_requests.test_context() as agent:
+        for number in range(5):
+            value = b'{"id":"h%d","source":"web","clicks":"+1"}' % number
+            await agent.put(value, key=b"h%d" % number)
+    assert sent["partials"].records == []
+    send_partials()
+    windows = {record["key"] for record in sent["partials"].records}
+    assert len(sent["partials"].records) == len(windows)  # one send per window
+    assert sum(orjson.loads(r["value"])["events"] for r in sent["partials"].records) == 5
+    send_partials()
+    assert len(sent["partials"].records) == len(windows)  # nothing new, nothing sent
 
 
 async def test_partials_become_totals_published_by_window(
@@ -49,6 +68,7 @@ async def test_partials_become_totals_published_by_window(
     async with count_requests.test_context() as agent:
         await agent.put(b'{"id":"t1","source":"web","clicks":"+2"}', key=b"t1")
         await agent.put(b'{"id":"t2","source":"web","clicks":"+1"}', key=b"t2")
+    send_partials()
     async with total_stats.test_context() as agent:
         for record in sent["partials"].records:
             await agent.put(record["value"], key=record["key"])
@@ -84,6 +104,7 @@ async def test_an_exception_does_not_escape_the_loop(
     async with count_requests.test_context() as agent:
         await agent.put(b'{"id":"x1","source":1}', key=b"x1")
         await agent.put(b'{"id":"x2","source":1}', key=b"x2")
+    send_partials()
     assert len(calls) == 2
     assert orjson.loads(sent["partials"].records[-1]["value"])["events"] == 1
 

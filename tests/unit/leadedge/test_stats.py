@@ -24,6 +24,7 @@ from leadedge.stats import (
 from leadedge.stats_state import (
     HOUR_MS,
     KEEP_CLOSED_MS,
+    UnsentPartials,
     clock_key,
     plan_record,
     plan_total,
@@ -222,3 +223,17 @@ def test_totals_are_published_even_unchanged_and_expire_by_the_hour() -> None:
     assert window_id not in table
     assert run(partial(0, 3, 5), far).outcome == "late"  # never restarts at zero
     assert window_id not in table
+
+
+def test_held_partials_keep_only_the_newest_of_each_window_and_partition() -> None:
+    unsent = UnsentPartials()
+    unsent.add(1, [("w1", {"src": 1, "events": 1}), ("w2", {"src": 2, "events": 1})])
+    unsent.add(1, [("w1", {"src": 3, "events": 2})])
+    unsent.add(2, [("w1", {"src": 9, "events": 5})])
+    assert len(unsent) == 3
+    assert unsent.take() == [
+        ("w1", {"src": 3, "events": 2}),
+        ("w2", {"src": 2, "events": 1}),
+        ("w1", {"src": 9, "events": 5}),
+    ]
+    assert unsent.take() == []

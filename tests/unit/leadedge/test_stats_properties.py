@@ -5,6 +5,10 @@ sends its partials; a crash keeps any prefix of each changelog, commits only rec
 writes all persisted, loses any send after the commit, and restarts from the committed
 offsets with a fresh process (so kept partials are sent again). The reference merges
 full states with `merge_event` and counts every applied event once.
+
+The worker holds partials back and sends the newest of each window before each commit
+(`agents.stats.send_partials`): a snapshot that holds at least what the model's per-record
+sends before the commit hold, so the model covers it.
 """
 
 from __future__ import annotations
