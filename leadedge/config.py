@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     stats_retention_s: int = Field(7 * 24 * 3600, ge=3600)
     # How often the newest partial of each window counted since is sent on; also before
     # every offset commit. One send per window per interval instead of one per event.
-    stats_send_interval_ms: int = Field(500, ge=10)
+    stats_send_interval_ms: int = Field(1000, ge=10)
 
     @field_validator("counter_fields", mode="before")
     @classmethod
