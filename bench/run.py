@@ -207,7 +207,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     names = Names()
-    command = "python -m bench.run " + " ".join(sys.argv[1:])
+    command = " ".join(["python -m bench.run", *sys.argv[1:]])
     # Only this run's figures: a partial run (--only) is merged into the previous
     # results once it is over (`merged_into_previous`).
     results: dict[str, Any] = {
