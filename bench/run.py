@@ -58,7 +58,7 @@ from bench.common import (
     machine_info,
 )
 from bench.freshness import freshness
-from bench.loadgen import Generator, LoadShape, mean_events_per_id, produce
+from bench.loadgen import Generator, LoadShape, ProduceStats, mean_events_per_id, produce
 from bench.profiling import print_summary, summarize
 
 STAGES = (
@@ -205,6 +205,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def fill_topic(topic: str, shape: LoadShape, events: int) -> ProduceStats:
+    """A fresh topic holding `events` generated with `shape`; what `produce` reports."""
+    create_topic(topic)
+    return asyncio.run(produce(BROKER, topic, Generator(shape), events=events, progress=True))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     names = Names()
     command = " ".join(["python -m bench.run", *sys.argv[1:]])
@@ -246,12 +252,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         topic = names.topic("requests")
         if NEEDS_EVENTS & set(args.stages):
-            create_topic(topic)
             shape = LoadShape(seed=args.seed)
             log(f"load: producing {args.events:,} events to {topic}")
-            produced = asyncio.run(
-                produce(BROKER, topic, Generator(shape), events=args.events, progress=True)
-            )
+            produced = fill_topic(topic, shape, args.events)
             results["load"] = {
                 **produced.as_dict(),
                 "shape": shape.__dict__,
@@ -308,17 +311,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sinks_topic = topic
                 if sample < args.events:
                     sinks_topic = names.topic("sample-requests")
-                    create_topic(sinks_topic)
                     log(f"merge-sinks: producing the first {sample:,} events to {sinks_topic}")
-                    asyncio.run(
-                        produce(
-                            BROKER,
-                            sinks_topic,
-                            Generator(LoadShape(seed=args.seed)),
-                            events=sample,
-                            progress=True,
-                        )
-                    )
+                    fill_topic(sinks_topic, LoadShape(seed=args.seed), sample)
                 detail = stages.merge_eps(
                     names, sinks_topic, sample, sinks=True, timeout=stage_timeout(args, sample)
                 )
@@ -342,16 +336,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"collector_eps: {detail['events_per_s']:,} events/s over HTTP")
             elif stage == "rss":
                 rss_topic = names.topic("rss-requests")
-                create_topic(rss_topic)
                 log(f"rss: producing {args.ids:,} events, one per id")
-                asyncio.run(
-                    produce(
-                        BROKER,
-                        rss_topic,
-                        Generator(LoadShape(seed=args.seed, max_events_per_id=1, id_prefix="m")),
-                        events=args.ids,
-                        progress=True,
-                    )
+                fill_topic(
+                    rss_topic,
+                    LoadShape(seed=args.seed, max_events_per_id=1, id_prefix="m"),
+                    args.ids,
                 )
                 detail = stages.rss_mb(
                     names,
