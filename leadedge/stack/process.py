@@ -126,8 +126,18 @@ def spawn(spec: LaunchSpec, log_path: Path) -> PidRecord:
             extra_groups=[] if spec.uid is not None else None,
         )
     _CHILDREN[proc.pid] = proc
+    _wait_for_command_line(proc)
     ticks = start_ticks(proc.pid)
     return PidRecord(proc.pid, ticks if ticks is not None else -1, spec.marker)
+
+
+def _wait_for_command_line(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    # Popen returns once the child's exec has begun, but the kernel fills in the new
+    # command line a moment later; until then /proc/PID/cmdline reads empty and
+    # is_alive() would call a server that is starting "not ours".
+    deadline = time.monotonic() + timeout
+    while not cmdline(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def _group_exists(pgid: int) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -56,6 +58,23 @@ def test_spawn_is_alive_and_terminate(tmp_path: Path) -> None:
     assert process.terminate(record, timeout=5)
     assert not process.is_alive(record)
     assert not process.terminate(record, timeout=5)  # safe to repeat
+
+
+def test_a_server_is_ours_from_the_moment_spawn_returns(tmp_path: Path) -> None:
+    # The kernel fills in a new command line just after exec lets the parent go on;
+    # spawn() must not return inside that window, or the server looks not ours.
+    records = []
+    try:
+        for n in range(40):
+            record = _spawn(tmp_path, ["sleep", f"{30 + n}"], marker=f"sleep {30 + n}")
+            records.append(record)
+            assert process.is_alive(record), process.cmdline(record.pid)
+    finally:
+        for record in records:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(record.pid, signal.SIGTERM)
+        for record in records:
+            process.terminate(record, timeout=5)
 
 
 def test_reused_pid_is_not_ours(tmp_path: Path) -> None:
