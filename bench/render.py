@@ -32,7 +32,8 @@ def seconds(value: Any, drain: float) -> str:
     return f"> {drain:g}" if value is None else f"{value:.2f}"
 
 
-def details_events(results: dict[str, Any]) -> int | None:
+def sinks_on_events(results: dict[str, Any]) -> int | None:
+    """How many events the sinks-on merge stage ran over (its own sample topic)."""
     events = results.get("details", {}).get("merge-sinks", {}).get("events")
     return int(events) if events is not None else None
 
@@ -283,7 +284,7 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             "events/s",
         ],
         [
-            f"merge with every agent on (sinks on, {number(details_events(results))} events)",
+            f"merge with every agent on (sinks on, {number(sinks_on_events(results))} events)",
             number(results.get("merge_sinks_on_eps")),
             "events/s",
         ],
