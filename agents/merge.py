@@ -1,77 +1,115 @@
-"""`requests` → validate, merge, enrich → table, `merged-requests`, dead letters."""
+"""`requests` → the batch engine: merge, enrich, history, per-minute counts, dead letters.
+
+Records of `requests` never take Faust's per-record stream path: the app's consumer hands
+each partition's fetched records to the engine (see `leadedge.engine`), which publishes
+each changed request once per flush to the table's changelog, `merged-requests` and
+Elasticsearch, and only then acknowledges the offsets.
+"""
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
-import faust
-import orjson
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.types import TableT
+from mode import Service
 
-from leadedge import metrics
-from leadedge.app import app, dlq_topic, merged_topic, requests_topic, settings
-from leadedge.dead_letters import send_dead_letter
+from leadedge.app import app, requests_topic, settings, stats_partials_topic
+from leadedge.engine.flush import BatchEngine, OutputTopics
+from leadedge.engine.kafka_out import KafkaBatchWriter
+from leadedge.engine.step import MergeStep
+from leadedge.engine.write_back import MemoryPartitions, RocksDBPartitions, WriteBackTable
 from leadedge.enrich import Enricher
-from leadedge.history import append, chunk_key, entry
-from leadedge.merge import MergeRules, merged_request
-from leadedge.models import Rejection, SourceRecord
-from leadedge.processing import Merged, RecordProcessor
+from leadedge.merge import MergeRules
+from leadedge.processing import RecordProcessor
+from leadedge.sinks.elasticsearch import ElasticsearchSink
+from leadedge.stats_state import flush_rank
 from tables.merged_requests import merged_requests
 from tables.request_history import request_history
+from tables.request_stats import stats_partials
 
-log = logging.getLogger(__name__)
-
-processor = RecordProcessor(
-    MergeRules(
-        counter_fields=frozenset(settings.counter_fields), max_event_ids=settings.max_event_ids
-    ),
-    Enricher.from_database(settings.geoip_db, settings.ipaddress_field, settings.useragent_field),
-    settings.max_event_bytes,
+elasticsearch_sink = ElasticsearchSink(
+    url=settings.es_url,
+    alias=settings.es_alias,
+    ipaddress_field=settings.ipaddress_field,
+    useragent_field=settings.useragent_field,
+    refresh_interval=settings.es_refresh_interval,
 )
 
 
-async def reject(record: SourceRecord, rejection: Rejection) -> None:
-    """Route a refused record to the dead-letter topic."""
-    metrics.events_total.labels("dead_letter").inc()
-    await send_dead_letter(dlq_topic, record, rejection)
+def write_back(table: TableT[Any, Any], **options: Any) -> WriteBackTable:
+    """The engine's cache in front of a Faust table and its local store."""
+    changelog = table.changelog_topic.get_topic_name()
+    store = table.data
+    partitions = (
+        RocksDBPartitions(store, changelog)
+        if isinstance(store, RocksDBStore)
+        else MemoryPartitions(store)
+    )
+    return WriteBackTable(table.name, changelog, partitions, **options)
 
 
-def record_history(merged: Merged, record: SourceRecord) -> None:
-    """Append the event to its request's timeline, the open chunk in the state.
+def build_engine(*, index: bool = True) -> BatchEngine:
+    """The engine, from the settings; built once, when the consumer is created.
 
-    Called before the state is written: a chunk the event fills is stored first (see
-    `leadedge.history.append`).
+    `index` off leaves Elasticsearch out of the flush (the benchmark's sinks-off worker).
     """
-    full = append(merged.state, entry(merged.event, record), settings.history_length)
-    if full is not None:
-        request_history[chunk_key(merged.request_id, full.chunk)] = full.entries
-        if full.drop is not None:
-            request_history.pop(chunk_key(merged.request_id, full.drop), None)
+    rules = MergeRules(
+        counter_fields=frozenset(settings.counter_fields), max_event_ids=settings.max_event_ids
+    )
+    processor = RecordProcessor(
+        rules,
+        Enricher.from_database(
+            settings.geoip_db, settings.ipaddress_field, settings.useragent_field
+        ),
+        settings.max_event_bytes,
+    )
+    step = MergeStep(
+        processor,
+        history_length=settings.history_length,
+        stats_lateness_ms=settings.stats_lateness_s * 1000,
+        merged=write_back(merged_requests),
+        history=write_back(request_history),
+        partials=write_back(stats_partials, flush_order=flush_rank),
+    )
+    return BatchEngine(
+        step,
+        kafka=KafkaBatchWriter(lambda: app.producer._ensure_producer()),  # type: ignore[attr-defined]
+        elasticsearch=elasticsearch_sink if index else None,
+        topics=OutputTopics(
+            requests=settings.requests_topic,
+            merged=settings.merged_topic,
+            dead_letters=settings.dlq_topic,
+            stats_partials=stats_partials_topic.get_topic_name(),
+        ),
+        flush_interval_s=settings.flush_interval_ms / 1000,
+        max_pending_records=settings.flush_max_records,
+        on_fatal=app.crash,
+    )
 
 
-@app.agent(requests_topic)
-async def merge_requests(stream: faust.StreamT[bytes]) -> None:
-    """Merge each event into its request; route every bad one to the dead-letter topic."""
-    async for event in stream.events():
-        record = SourceRecord.of(event.message)
-        metrics.agent_records_total.labels("merge", "in").inc()
-        try:
-            outcome = processor.process(record, merged_requests.get)
-            if isinstance(outcome, Rejection):
-                await reject(record, outcome)
-            elif isinstance(outcome, Merged):
-                record_history(outcome, record)
-                merged_requests[outcome.request_id] = outcome.state
-                await merged_topic.send(
-                    key=outcome.request_id.encode(),
-                    value=orjson.dumps(merged_request(outcome.state)),
-                )
-                metrics.events_total.labels("merged").inc()
-                metrics.agent_records_total.labels("merge", "out").inc()
-            else:
-                metrics.events_total.labels("duplicate").inc()
-        except Exception as exc:
-            # An exception escaping the loop would restart the agent and may skip the event.
-            log.exception(
-                "merge failed for %s[%d]@%d", record.topic, record.partition, record.offset
-            )
-            await reject(record, Rejection("internal_error", repr(exc)))
+app.batch_topic(requests_topic, build_engine)
+
+
+@app.service
+class MergeEngineService(Service):
+    """Runs the engine's flushes; Elasticsearch is ready before the first one."""
+
+    @property
+    def engine(self) -> BatchEngine:
+        """The engine the app's consumer feeds."""
+        engine = app.batch_handler(settings.requests_topic)
+        assert isinstance(engine, BatchEngine)
+        return engine
+
+    async def on_start(self) -> None:
+        """Create the Elasticsearch alias (waiting for Elasticsearch) before any flush."""
+        await elasticsearch_sink.start()
+
+    @Service.task
+    async def _flush_on_interval_and_size(self) -> None:
+        await self.engine.run()
+
+    async def on_stop(self) -> None:
+        """Close the client; the last flush ran before the consumer's last commit."""
+        await elasticsearch_sink.stop()

@@ -1,17 +1,15 @@
-"""`requests` → per-minute aggregates → topic `request-stats` and Elasticsearch.
+"""Per-minute aggregates, steps 2 and 3 → topic `request-stats` and Elasticsearch.
 
-Three thin agents around the pure rules of `leadedge.stats` / `leadedge.stats_state`:
+Step 1 (each source partition's partial count of each window) runs in the batch engine,
+from the same pass over each event as the merge (see `leadedge.engine.step`), and its
+newest partials go to the internal partials topic with every flush. Here two thin agents
+around the pure rules of `leadedge.stats_state`:
 
-1. `count_requests` reads `requests` beside the merge agent (its own verdict, the same
-   rules), keeps each source partition's partial count of each window, and sends the
-   newest, keyed by window id, to the internal partials topic every
-   `stats_send_interval_ms` and before every offset commit;
 2. `total_stats` keeps each window's total (latest partial per source partition) and
    publishes it to `request-stats` (compacted, key = window id);
 3. `index_stats` writes the totals to the stats alias, versioned by event count.
 
-Bad records are the merge agent's to dead-letter: here they are skipped, never sent
-anywhere. No exception escapes a loop: one would restart the agent and may skip records.
+No exception escapes a loop: one would restart the agent and may skip records.
 """
 
 from __future__ import annotations
@@ -23,33 +21,19 @@ import faust
 import orjson
 from faust.types import EventT
 from mode import Service
-from prometheus_client import Counter
 
-from leadedge import metrics
-from leadedge.app import app, requests_topic, settings, stats_partials_topic, stats_topic
-from leadedge.merge import MergeRules
-from leadedge.models import SourceRecord, State
+from leadedge.app import app, settings, stats_partials_topic, stats_topic
 from leadedge.sinks.elasticsearch import Document
 from leadedge.sinks.es_stats import StatsElasticsearchSink
 from leadedge.stats import WINDOW_MS
-from leadedge.stats_state import KEEP_CLOSED_MS, Plan, UnsentPartials, plan_record, plan_total
-from tables.request_stats import request_stats, stats_partials
+from leadedge.stats_state import KEEP_CLOSED_MS, Plan, plan_total
+from tables.request_stats import request_stats
 
 log = logging.getLogger(__name__)
 
-RULES = MergeRules(
-    counter_fields=frozenset(settings.counter_fields), max_event_ids=settings.max_event_ids
-)
 LATENESS_MS = settings.stats_lateness_s * 1000
 # A total must outlive every partial that may still arrive for its window.
 RETENTION_MS = max(settings.stats_retention_s * 1000, LATENESS_MS + WINDOW_MS + KEEP_CLOSED_MS)
-
-stats_events_total = Counter(
-    "leadedge_stats_events_total",
-    "Records the stats agent handled, by outcome (counted, late, skipped, failed).",
-    ["outcome"],
-    registry=metrics.registry,
-)
 
 stats_sink = StatsElasticsearchSink(
     url=settings.es_url, alias=settings.stats_alias, refresh_interval=settings.es_refresh_interval
@@ -65,24 +49,6 @@ class StatsSinkService(Service):
         await stats_sink.stop()
 
 
-class Resends:
-    """The `requests` partitions whose kept partials were sent again since the start."""
-
-    def __init__(self) -> None:
-        self.done: set[int] = set()
-
-    def due(self, partition: int) -> bool:
-        """True once per partition per process: before its first record."""
-        if partition in self.done:
-            return False
-        self.done.add(partition)
-        return True
-
-
-resends = Resends()
-unsent = UnsentPartials()
-
-
 def apply(table: Any, plan: Plan) -> None:
     """Make a plan's table writes in its order; None deletes."""
     for key, value in plan.writes:
@@ -90,55 +56,6 @@ def apply(table: Any, plan: Plan) -> None:
             table.pop(key, None)
         else:
             table[key] = value
-
-
-def count_record(record: SourceRecord) -> list[tuple[str, State]]:
-    """Step 1 for one `requests` record: the (window id, partial) pairs to send."""
-    plan = plan_record(
-        stats_partials.get,
-        record,
-        RULES,
-        lateness_ms=LATENESS_MS,
-        max_event_bytes=settings.max_event_bytes,
-        resend=resends.due(record.partition),
-    )
-    apply(stats_partials, plan)
-    stats_events_total.labels(plan.outcome).inc()
-    return plan.sends
-
-
-@app.agent(requests_topic)
-async def count_requests(stream: faust.StreamT[bytes]) -> None:
-    """Count each applied event in its window's partial for this partition."""
-    async for event in stream.events():
-        record = SourceRecord.of(event.message)
-        metrics.agent_records_total.labels("stats", "in").inc()
-        try:
-            unsent.add(record.partition, count_record(record))
-        except Exception:
-            stats_events_total.labels("failed").inc()
-            log.exception(
-                "stats failed for %s[%d]@%d", record.topic, record.partition, record.offset
-            )
-
-
-@app.on_before_flush
-def send_partials() -> None:
-    """Hand the partials counted since the last call to the producer.
-
-    Also run before every offset commit (`LeadEdgeApp.on_before_flush`): the commit then
-    waits for them, so no committed record's count is only in memory. A crash loses
-    at most what the replayed records count again, and `Resends` covers a lost send.
-    """
-    for window_id, partial in unsent.take():
-        stats_partials_topic.send_soon(key=window_id.encode(), value=orjson.dumps(partial))
-        metrics.agent_records_total.labels("stats", "out").inc()
-
-
-@app.timer(settings.stats_send_interval_ms / 1000)  # type: ignore[untyped-decorator]
-async def send_partials_every_interval() -> None:
-    """Keep the totals fresh between commits."""
-    send_partials()
 
 
 @app.agent(stats_partials_topic)

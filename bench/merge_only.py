@@ -1,7 +1,7 @@
 """The product's worker with its sinks off: `faust -A bench.merge_only worker`.
 
-The same app, merge agent, tables and HTTP views as `faust -A leadedge worker`, minus
-the two sinks (the Elasticsearch index agent and the S3 archive service): autodiscovery,
+The same app, batch engine, tables and HTTP views as `faust -A leadedge worker`, minus
+the two sinks (Elasticsearch in the engine's flush, and the S3 archive service): autodiscovery,
 which would import every module of `agents`, is off, and the modules the merge needs
 are imported by name. Nothing of the product is changed; only what the worker runs.
 
@@ -15,6 +15,7 @@ import os
 import orjson
 
 from leadedge.app import app
+from leadedge.engine.step import MergeStep
 from leadedge.history import SEQUENCE
 
 MODULES = (
@@ -33,24 +34,22 @@ for module in MODULES:
     importlib.import_module(module)
 
 
-class _NoSend:
-    async def send(self, **kwargs: object) -> None:
-        return None
-
-
-def _sequence_only(merged: object, record: object) -> None:
+def _sequence_only(self: object, partition: int, merged: object, record: object) -> None:
     state = merged.state  # type: ignore[attr-defined]
     state[SEQUENCE] = state.get(SEQUENCE, 0) + 1
 
 
-# Experiments only (`bench.run --experiment`): leave out one part of the agent's work to
-# see what it costs. These change what the worker does: never for the product's figures.
+# Sinks off: the engine's flush leaves Elasticsearch out (the archive is not imported).
 _merge_agent = importlib.import_module("agents.merge")
+app._batch_factories[_merge_agent.settings.requests_topic] = (
+    lambda: _merge_agent.build_engine(index=False)
+)
+
+# Experiments only (`bench.run --experiment`): leave out one part of the engine's work to
+# see what it costs. These change what the worker does: never for the product's figures.
 for _name in filter(None, os.environ.get("BENCH_EXPERIMENT", "").split(",")):
     if _name == "no_history":
-        _merge_agent.record_history = _sequence_only
-    elif _name == "no_output":
-        _merge_agent.merged_topic = _NoSend()
+        MergeStep.record_history = _sequence_only  # type: ignore[method-assign,assignment]
     else:
         _message = f"unknown BENCH_EXPERIMENT {_name!r}"
         raise SystemExit(_message)

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from faust.types import ProducerT
+from faust.types import ConsumerT, ProducerT, TopicT
 
 from leadedge.changelog_flush import DrainingProducer
 from leadedge.config import Settings, bootstrap_servers, get_settings
+from leadedge.engine.intake import BatchConsumer, BatchHandler
 from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
 from leadedge.table_stores import discard_after_unclean_stop, mark_clean_stop
@@ -29,12 +30,40 @@ class LeadEdgeApp(faust.App):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.before_flush: list[Callable[[], None]] = []
+        self._batch_factories: dict[str, Callable[[], BatchHandler]] = {}
+        self._batch_handlers: dict[str, BatchHandler] = {}
 
-    def on_before_flush(self, hook: Callable[[], None]) -> Callable[[], None]:
-        """Call `hook` first in every producer flush, so before every offset commit."""
-        self.before_flush.append(hook)
-        return hook
+    def batch_topic(self, topic: TopicT, factory: Callable[[], BatchHandler]) -> None:
+        """Subscribe `topic` and hand its records, a fetch at a time, to `factory()`'s handler.
+
+        The handler is built once, when first asked for (by the consumer, or by a
+        service that runs it); see `leadedge.engine`.
+        """
+        self.topics.add(topic)
+        for name in topic.topics:
+            self._batch_factories[name] = factory
+
+    def batch_handler(self, topic_name: str) -> BatchHandler:
+        """The handler of a batch topic, built on first use."""
+        handler = self._batch_handlers.get(topic_name)
+        if handler is None:
+            handler = self._batch_handlers[topic_name] = self._batch_factories[topic_name]()
+        return handler
+
+    def _new_consumer(self) -> ConsumerT:
+        if self.conf.broker[0].scheme != "kafka":
+            return super()._new_consumer()
+        consumer = BatchConsumer(
+            self.transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=self.loop,
+        )
+        for name in self._batch_factories:
+            consumer.add_batch_handler(name, self.batch_handler(name))
+        return consumer
 
     async def on_first_start(self) -> None:
         """Create missing topics first: Faust creates only its internal ones.
@@ -59,7 +88,8 @@ class LeadEdgeApp(faust.App):
         await super().on_shutdown()
         producer = self._producer
         if self._keeps_local_stores and isinstance(producer, DrainingProducer):
-            if producer.all_delivered:
+            flushed = all(handler.all_delivered for handler in self._batch_handlers.values())
+            if producer.all_delivered and flushed:
                 mark_clean_stop(self.conf.tabledir)
             else:
                 log.warning("Changelog records were not all delivered: next start rebuilds")
@@ -72,9 +102,7 @@ class LeadEdgeApp(faust.App):
         # Offsets are committed after a flush: it must not return with changelog
         # records still buffered (see `leadedge.changelog_flush`).
         if self.conf.broker[0].scheme == "kafka":
-            return DrainingProducer(
-                self.transport, loop=self.loop, beacon=self.beacon, before_flush=self.before_flush
-            )
+            return DrainingProducer(self.transport, loop=self.loop, beacon=self.beacon)
         return super()._new_producer()
 
 
@@ -113,6 +141,8 @@ app = LeadEdgeApp(
     broker_heartbeat_interval=max(settings.session_timeout_s / 3, 1.0),
     # A new consumer group starts at the beginning: no event already in the topic is skipped.
     consumer_auto_offset_reset="earliest",
+    # The batch engine sends a flush's records in batches: fewer, larger produce requests.
+    producer_max_batch_size=512 * 1024,
 )
 
 # Raw bytes in: the merge agent validates them itself, so a bad record is routed to the

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any, cast
 
 from faust.transport.drivers.aiokafka import Producer
@@ -66,18 +65,10 @@ class DrainingProducerBuffer(ProducerBuffer):
 
 
 class DrainingProducer(Producer):
-    """The aiokafka driver's producer with a `DrainingProducerBuffer`.
+    """The aiokafka driver's producer with a `DrainingProducerBuffer`."""
 
-    `before_flush` hooks run first in every flush, so before every offset commit: they
-    hand over what an agent held back (see `agents.stats`), and the commit then waits
-    for it like for any buffered record.
-    """
-
-    def __init__(
-        self, *args: Any, before_flush: list[Callable[[], None]] | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.before_flush = before_flush if before_flush is not None else []
         buffer = DrainingProducerBuffer(loop=self.loop, beacon=self.beacon)
         buffer.app = self.app
         if self.app.conf.producer_threaded:
@@ -88,9 +79,3 @@ class DrainingProducer(Producer):
     def all_delivered(self) -> bool:
         """True when every changelog record this producer buffered is in Kafka."""
         return cast(DrainingProducerBuffer, self.buffer).all_delivered
-
-    async def flush(self) -> None:
-        """Run the `before_flush` hooks, then wait for every buffered record."""
-        for hook in self.before_flush:
-            hook()
-        await super().flush()

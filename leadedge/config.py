@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     es_linger_ms: int = Field(50, ge=0)
     es_refresh_interval: str = "1s"
 
+    # The batch engine (leadedge/engine): how long a merged record may wait before it is
+    # written out, and how many records may wait at most before intake pauses for a flush.
+    flush_interval_ms: int = Field(100, ge=1)
+    flush_max_records: int = Field(20_000, ge=1)
+
     # S3 archive
     s3_endpoint: str = "http://127.0.0.1:9000"
     s3_bucket: str = "leadedge"
@@ -86,9 +91,6 @@ class Settings(BaseSettings):
     stats_lateness_s: int = Field(300, ge=0)
     # How long a window's totals stay in the worker's table and in the stats topic.
     stats_retention_s: int = Field(7 * 24 * 3600, ge=3600)
-    # How often the newest partial of each window counted since is sent on; also before
-    # every offset commit. One send per window per interval instead of one per event.
-    stats_send_interval_ms: int = Field(1000, ge=10)
 
     @field_validator("counter_fields", mode="before")
     @classmethod

@@ -89,3 +89,10 @@ agent_records_total = Counter(
     ["agent", "direction"],
     registry=registry,
 )
+
+stats_events_total = Counter(
+    "leadedge_stats_events_total",
+    "Records the per-minute stats counted, by outcome (counted, late, skipped, failed).",
+    ["outcome"],
+    registry=registry,
+)

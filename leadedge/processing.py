@@ -45,12 +45,21 @@ class RecordProcessor:
 
     def process(self, record: SourceRecord, lookup: StateLookup) -> Outcome:
         """Apply one record to the state `lookup` returns for its request id."""
-        event = parse_event(
+        return self.process_event(record, self.parse(record), lookup)
+
+    def parse(self, record: SourceRecord) -> Event | Rejection:
+        """Validate one record's bytes as an event."""
+        return parse_event(
             record.value,
             key=record.key,
             record_ts_ms=record.timestamp_ms,
             max_bytes=self.max_event_bytes,
         )
+
+    def process_event(
+        self, record: SourceRecord, event: Event | Rejection, lookup: StateLookup
+    ) -> Outcome:
+        """Apply a record already parsed to the state `lookup` returns for its request id."""
         if isinstance(event, Rejection):
             return event
         before = lookup(event.id)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadedge.merge import MergeRules
-from leadedge.models import Rejection, SourceRecord, State
+from leadedge.models import Event, Rejection, SourceRecord, State
 from leadedge.stats import (
     Counted,
     Window,
@@ -80,6 +80,21 @@ class Plan:
     outcome: str = "counted"
 
 
+_FLUSH_RANK = {"c": 1, "w": 2, "r": 3}
+
+
+def flush_rank(item: tuple[str, Any]) -> int:
+    """Where step 1's change of one key goes among a flush's changelog records.
+
+    Deletions, then clocks, then partials, then request shapes: the order `plan_count`
+    writes them in, so any prefix of a flush that a crash keeps is one it could have
+    left record by record (a partial is listed by its clock before it is stored, and
+    stored before the shape that says it was counted).
+    """
+    key, value = item
+    return 0 if value is None else _FLUSH_RANK.get(key[:1], 4)
+
+
 class UnsentPartials:
     """Step 1's sends held back: the newest partial of each window of each partition.
 
@@ -102,6 +117,12 @@ class UnsentPartials:
         self._newest.clear()
         return taken
 
+    def drop(self, partitions: set[int]) -> None:
+        """Forget what revoked partitions held: their records are counted again."""
+        for window_id, partition in list(self._newest):
+            if partition in partitions:
+                del self._newest[(window_id, partition)]
+
     def __len__(self) -> int:
         return len(self._newest)
 
@@ -116,6 +137,22 @@ def plan_record(
     resend: bool = False,
 ) -> Plan:
     """Step 1 for one `requests` record; `resend` first sends the partition's kept partials."""
+    event = parse_event(
+        record.value, key=record.key, record_ts_ms=record.timestamp_ms, max_bytes=max_event_bytes
+    )
+    return plan_event(lookup, record, event, rules, lateness_ms=lateness_ms, resend=resend)
+
+
+def plan_event(
+    lookup: Lookup,
+    record: SourceRecord,
+    event: Event | Rejection,
+    rules: MergeRules,
+    *,
+    lateness_ms: int,
+    resend: bool = False,
+) -> Plan:
+    """Step 1 for a record already parsed (the merge parsed it): no second decode."""
     sends: list[tuple[str, State]] = []
     if resend:
         for key in resend_keys(lookup, record.partition):
@@ -123,9 +160,6 @@ def plan_record(
             if partial is not None:
                 window = Window(partial["project"], partial["source"], partial["start_ms"])
                 sends.append((window.id, partial))
-    event = parse_event(
-        record.value, key=record.key, record_ts_ms=record.timestamp_ms, max_bytes=max_event_bytes
-    )
     if isinstance(event, Rejection):
         return Plan(sends=sends, outcome="skipped")
     shape = lookup(shape_key(event.id))

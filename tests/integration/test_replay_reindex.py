@@ -234,7 +234,9 @@ def test_replay_reproduces_the_archive_and_reindex_switches_the_alias(
         )
     )
     assert result.new_index.startswith(f"{names.es_alias}-2")
-    assert result.records_read == sum(counts.values())
+    # The engine publishes each changed request once per flush: between one record per
+    # request and one per event, and the newest of each is what gets indexed.
+    assert len(counts) <= result.records_read <= sum(counts.values())
     assert result.documents == len(counts)
     assert (result.old_documents, result.new_documents, result.caught_up) == (3, 3, 0)
     assert result.refused == []

@@ -1,45 +1,75 @@
-"""The merge agent through Faust's test_context, with topic sends recorded."""
+"""`requests` through the batch engine: the table, `merged-requests` and the dead letters.
+
+Records are handed over as the app's consumer hands them (a partition's fetch at a time)
+to an engine wired like `agents.merge.build_engine`, over plain-dict stores, with Kafka
+and Elasticsearch recorded.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import geoip2.database
 import orjson
 import pytest
+from faust.types import TP
 
-from agents.merge import merge_requests
+import agents.merge
 from leadedge import metrics
-from leadedge.app import app, dlq_topic, merged_topic
+from leadedge.app import app, requests_topic, settings, stats_partials_topic
+from leadedge.engine.flush import BatchEngine, OutputTopics
+from leadedge.engine.kafka_out import KafkaBatchWriter
+from leadedge.engine.write_back import MemoryPartitions
+from leadedge.enrich import Enricher
 from leadedge.history import CHUNK_SIZE, chunk_key, open_entries
+from leadedge.stats_state import flush_rank
 from tables.merged_requests import merged_requests
 from tables.request_history import request_history
-from tests.unit.agents.fixtures import RecordingTopic
+from tables.request_stats import stats_partials
+from tests.unit.leadedge.engine.fakes import (
+    HISTORY_CHANGELOG,
+    MERGED_CHANGELOG,
+    REQUESTS,
+    Harness,
+    RecordingElasticsearch,
+    RecordingKafka,
+    build,
+    headers,
+    key_of,
+    record,
+    records,
+)
+
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 
 
 @pytest.fixture()
-async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, RecordingTopic]]:
-    recorded = {"merged": RecordingTopic(), "dlq": RecordingTopic()}
-    monkeypatch.setattr(merged_topic, "send", recorded["merged"].send)
-    monkeypatch.setattr(dlq_topic, "send", recorded["dlq"].send)
-    app.finalize()
-    app.flow_control.resume()
-    yield recorded
-    merged_requests.data.clear()
-    request_history.data.clear()
+def merge() -> Harness:
+    return build(elasticsearch=RecordingElasticsearch())
 
 
-async def test_events_merge_into_the_table_and_the_merged_topic(
-    sent: dict[str, RecordingTopic],
-) -> None:
-    async with merge_requests.test_context() as agent:
-        await agent.put(b'{"id":"m1","clicks":"+1","price":2.45}', key=b"m1")
-        await agent.put(b'{"id":"m1","clicks":"+3"}', key=b"m1")
-    assert merged_requests["m1"]["clicks"] == 4
-    last = orjson.loads(sent["merged"].records[-1]["value"])
-    assert last["clicks"] == 4
-    assert last["event_count"] == 2
-    assert sent["merged"].records[-1]["key"] == b"m1"
-    assert sent["dlq"].records == []
+async def test_events_merge_into_the_table_and_the_merged_topic(merge: Harness) -> None:
+    assert await merge.run(
+        records([b'{"id":"m1","clicks":"+1","price":2.45}', b'{"id":"m1","clicks":"+3"}'], b"m1")
+    )
+    assert merge.merged["m1"]["clicks"] == 4
+    assert merge.merged["m1"]["price"] == 2.45
+    [(key, published)] = merge.kafka.published()
+    assert key == b"m1"
+    assert (published["clicks"], published["event_count"]) == (4, 2)
+    assert not any(name.startswith("_") for name in published)
+    [changelog] = merge.kafka.sent(MERGED_CHANGELOG)
+    assert changelog.key == key_of("m1")
+    assert orjson.loads(changelog.value or b"") == merge.merged["m1"]
+    assert merge.elasticsearch is not None
+    assert merge.elasticsearch.documents == [("m1", 2, published)]
+    assert merge.kafka.dead_letters() == []
+    assert merge.acks == [(TP(REQUESTS, 0), 0, 1)]
 
 
 @pytest.mark.parametrize(
@@ -65,62 +95,197 @@ async def test_events_merge_into_the_table_and_the_merged_topic(
     ],
 )
 async def test_every_bad_event_goes_to_the_dead_letter_topic_with_its_bytes_and_reason(
-    sent: dict[str, RecordingTopic], value: bytes, key: bytes, reason: str
+    merge: Harness, value: bytes, key: bytes, reason: str
 ) -> None:
-    async with merge_requests.test_context() as agent:
-        await agent.put(value, key=key)
-        await agent.put(b'{"id":"ok","n":"+1"}', key=b"ok")  # the agent keeps going
-    [dead] = sent["dlq"].records
-    assert dead["key"] == key
-    assert dead["value"] == value
-    headers = dict(dead["headers"])
-    assert headers["leadedge.error.reason"] == reason.encode()
-    assert {
-        "leadedge.error.topic",
-        "leadedge.error.partition",
-        "leadedge.error.offset",
-        "leadedge.error.time",
-    } <= headers.keys()
-    assert merged_requests["ok"]["n"] == 1
-
-
-async def test_an_object_sent_onto_a_scalar_is_a_type_conflict(
-    sent: dict[str, RecordingTopic],
-) -> None:
-    async with merge_requests.test_context() as agent:
-        await agent.put(b'{"id":"s","a":1}', key=b"s")
-        await agent.put(b'{"id":"s","a":{"b":1}}', key=b"s")
-    assert merged_requests["s"]["a"] == 1
-    [dead] = sent["dlq"].records
-    assert dict(dead["headers"])["leadedge.error.reason"] == b"type_conflict"
-
-
-async def test_another_project_cannot_touch_a_request(sent: dict[str, RecordingTopic]) -> None:
-    async with merge_requests.test_context() as agent:
-        await agent.put(b'{"id":"p","project":"a","n":"+1"}', key=b"p")
-        await agent.put(b'{"id":"p","project":"b","n":"+1"}', key=b"p")
-    assert merged_requests["p"]["n"] == 1
-    [dead] = sent["dlq"].records
-    assert dict(dead["headers"])["leadedge.error.reason"] == b"project_mismatch"
-
-
-async def test_a_type_conflict_rejects_the_whole_event(sent: dict[str, RecordingTopic]) -> None:
-    async with merge_requests.test_context() as agent:
-        await agent.put(b'{"id":"t","a":"text","b":1}', key=b"t")
-        await agent.put(b'{"id":"t","b":"+1","a":"+1"}', key=b"t")
-    assert merged_requests["t"]["b"] == 1
-    [dead] = sent["dlq"].records
-    assert dict(dead["headers"])["leadedge.error.reason"] == b"type_conflict"
-
-
-def test_every_agent_and_table_is_registered() -> None:
-    app.discover()
-    assert {"agents.merge.merge_requests", "agents.index.index_requests"} <= set(app.agents)
-    assert {"merged_requests", "request_history"} <= set(app.tables)
-    paths = (
-        {view.view_path for view in app.web.views.values()} if hasattr(app.web, "views") else set()
+    assert await merge.run(
+        [
+            record(value, key, offset=12, partition=3),
+            record(b'{"id":"ok","n":"+1"}', b"ok", offset=13, partition=3),  # it keeps going
+        ]
     )
-    routes = {str(route.resource.canonical) for route in app.web.web_app.router.routes()} | paths
+    [dead] = merge.kafka.dead_letters()
+    assert dead.key == key
+    assert dead.value == value
+    found = headers(dead)
+    assert found["leadedge.error.reason"] == reason.encode()
+    assert found["leadedge.error.topic"] == REQUESTS.encode()
+    assert found["leadedge.error.partition"] == b"3"
+    assert found["leadedge.error.offset"] == b"12"
+    assert {"leadedge.error.time", "leadedge.error.detail"} <= found.keys()
+    assert merge.merged["ok"]["n"] == 1
+    assert [key for key, _ in merge.kafka.published()] == [b"ok"]
+    assert merge.acks == [(TP(REQUESTS, 3), 12, 13)]  # a dead letter is acknowledged too
+
+
+async def test_an_object_sent_onto_a_scalar_is_a_type_conflict(merge: Harness) -> None:
+    assert await merge.run(records([b'{"id":"s","a":1}', b'{"id":"s","a":{"b":1}}'], b"s"))
+    assert merge.merged["s"]["a"] == 1
+    [dead] = merge.kafka.dead_letters()
+    assert headers(dead)["leadedge.error.reason"] == b"type_conflict"
+    assert dead.value == b'{"id":"s","a":{"b":1}}'
+
+
+async def test_another_project_cannot_touch_a_request(merge: Harness) -> None:
+    assert await merge.run(
+        records([b'{"id":"p","project":"a","n":"+1"}', b'{"id":"p","project":"b","n":"+1"}'], b"p")
+    )
+    assert merge.merged["p"]["n"] == 1
+    [dead] = merge.kafka.dead_letters()
+    assert headers(dead)["leadedge.error.reason"] == b"project_mismatch"
+
+
+async def test_a_type_conflict_rejects_the_whole_event(merge: Harness) -> None:
+    assert await merge.run(
+        records([b'{"id":"t","a":"text","b":1}', b'{"id":"t","b":"+1","a":"+1"}'], b"t")
+    )
+    assert merge.merged["t"]["b"] == 1
+    [dead] = merge.kafka.dead_letters()
+    assert headers(dead)["leadedge.error.reason"] == b"type_conflict"
+
+
+async def test_an_internal_error_goes_to_the_dead_letters_and_the_merge_keeps_going(
+    merge: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = merge.step.processor.process_event
+    calls: list[int] = []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(merge.step.processor, "process_event", broken)
+    assert await merge.run(
+        [record(b'{"id":"i1"}', b"i1", offset=0), record(b'{"id":"i2"}', b"i2", offset=1)]
+    )
+    [dead] = merge.kafka.dead_letters()
+    assert (dead.key, dead.value) == (b"i1", b'{"id":"i1"}')
+    assert headers(dead)["leadedge.error.reason"] == b"internal_error"
+    assert b"boom" in headers(dead)["leadedge.error.detail"]
+    assert set(merge.merged) == {"i2"}
+    assert merge.acks == [(TP(REQUESTS, 0), 0, 1)]
+
+
+async def test_a_redelivered_record_changes_nothing_and_publishes_the_state_again(
+    merge: Harness,
+) -> None:
+    batch = records([b'{"id":"r","n":"+1"}', b'{"id":"r","n":"+1"}'], b"r")
+    assert await merge.run(batch)
+    stored = dict(merge.merged["r"])
+    assert await merge.run(batch)  # read again after a crash before the commit
+    assert merge.merged["r"] == stored and stored["n"] == 2
+    assert [key for key, _ in merge.kafka.changelog(MERGED_CHANGELOG)] == ["r"]
+    assert [request["n"] for _, request in merge.kafka.published()] == [2, 2]
+    assert merge.elasticsearch is not None
+    assert [(doc_id, version) for doc_id, version, _ in merge.elasticsearch.documents] == [
+        ("r", 2),
+        ("r", 2),
+    ]
+    assert merge.kafka.dead_letters() == []
+
+
+async def test_applied_events_are_kept_in_the_history_in_order(merge: Harness) -> None:
+    assert await merge.run(
+        records(
+            [
+                b'{"id":"h","clicks":"+1","event_id":"e1"}',
+                b'{"id":"h","clicks":"+1","event_id":"e1"}',  # a resend
+                b'{"id":"h","clicks":"+2"}',
+            ],
+            b"h",
+        )
+    )
+    events = open_entries(merge.merged["h"])
+    assert [e["fields"] for e in events] == [{"clicks": "+1"}, {"clicks": "+2"}]
+    assert [(e["partition"], e["offset"]) for e in events] == [(0, 0), (0, 2)]
+    assert events[0]["event_id"] == "e1"
+    assert merge.merged["h"]["clicks"] == 3
+
+
+async def test_a_full_history_chunk_moves_to_the_history_table(merge: Harness) -> None:
+    values = [b'{"id":"c","n":"+1","i":%d}' % number for number in range(CHUNK_SIZE + 1)]
+    assert await merge.run(records(values, b"c"))
+    stored = merge.history[chunk_key("c", 0)]
+    assert [e["fields"]["i"] for e in stored] == list(range(CHUNK_SIZE))
+    assert [e["fields"]["i"] for e in open_entries(merge.merged["c"])] == [CHUNK_SIZE]
+    [(key, chunk)] = merge.kafka.changelog(HISTORY_CHANGELOG)
+    assert (key, chunk) == (chunk_key("c", 0), stored)
+
+
+async def test_merged_requests_are_enriched_with_geo_and_user_agent(city_db: Path) -> None:
+    merge = build(enricher=Enricher(geoip2.database.Reader(str(city_db))))
+    event = orjson.dumps({"id": "g", "ipaddress": "81.2.69.142", "useragent": CHROME})
+    assert await merge.run(records([event], b"g"))
+    [(_, published)] = merge.kafka.published()
+    assert published["geo"]["city_name"] == "London"
+    assert published["user_agent"]["name"] == "Chrome"
+    assert merge.merged["g"]["geo"] == published["geo"]
+
+
+async def test_dead_letters_are_counted_by_reason(merge: Harness) -> None:
+    counter = metrics.dead_letters_total.labels("not_object")
+    before = counter._value.get()
+    assert await merge.run(records([b"[1]", b"[2]"], b"x"))
+    assert counter._value.get() == before + 2
+    assert 'leadedge_dead_letters_total{reason="not_object"}' in metrics.exposition().decode()
+
+
+@pytest.fixture()
+def wired() -> Iterator[BatchEngine]:
+    """The engine `agents.merge` builds, writing to a recorder instead of Kafka."""
+    engine = agents.merge.build_engine()
+    engine.kafka = RecordingKafka()  # type: ignore[assignment]
+    engine.elasticsearch = None
+    yield engine
+    for table in (merged_requests, request_history, stats_partials):
+        table.data.clear()
+
+
+def test_the_engine_is_wired_to_the_apps_tables_topics_and_settings(wired: BatchEngine) -> None:
+    assert wired.topics == OutputTopics(
+        requests=settings.requests_topic,
+        merged=settings.merged_topic,
+        dead_letters=settings.dlq_topic,
+        stats_partials=stats_partials_topic.get_topic_name(),
+    )
+    step = wired.step
+    for cache, table in zip(
+        step.tables, (request_history, merged_requests, stats_partials), strict=True
+    ):
+        assert cache.name == table.name
+        assert cache.changelog_topic == table.changelog_topic.get_topic_name()
+        assert isinstance(cache.store, MemoryPartitions)  # LEADEDGE_STORE=memory://
+        assert cache.store.data is table.data
+    assert step.partials.flush_order is flush_rank
+    assert step.merged.flush_order is None
+    assert step.history_length == settings.history_length
+    assert step.stats_lateness_ms == settings.stats_lateness_s * 1000
+    assert wired.flush_interval_s == settings.flush_interval_ms / 1000
+    assert wired.max_pending_records == settings.flush_max_records
+    assert wired.on_fatal == app.crash
+    assert isinstance(agents.merge.build_engine().kafka, KafkaBatchWriter)
+    assert agents.merge.build_engine().elasticsearch is agents.merge.elasticsearch_sink
+    assert agents.merge.build_engine(index=False).elasticsearch is None
+
+
+async def test_a_flushed_request_is_readable_through_the_faust_table(wired: BatchEngine) -> None:
+    tp = TP(settings.requests_topic, 0)
+    wired.handle(tp, 0, [record(b'{"id":"w","n":"+1"}', b"w", topic=settings.requests_topic)])
+    assert merged_requests.get("w") is None
+    assert await wired.flush()
+    assert merged_requests["w"]["n"] == 1
+
+
+def test_the_requests_topic_is_handed_to_the_engine_and_every_table_and_page_registered() -> None:
+    app.discover()
+    assert isinstance(app.batch_handler(settings.requests_topic), BatchEngine)
+    assert requests_topic in app.topics  # subscribed
+    assert not any(name.startswith("agents.merge.") for name in app.agents)
+    assert {"merged_requests", "request_history", "stats_partials"} <= set(app.tables)
+    web: Any = app.web
+    paths = {view.view_path for view in web.views.values()} if hasattr(web, "views") else set()
+    routes = {str(route.resource.canonical) for route in web.web_app.router.routes()} | paths
     for path in (
         "/requests",
         "/requests/{request_id}",
@@ -130,37 +295,3 @@ def test_every_agent_and_table_is_registered() -> None:
         "/openapi.json",
     ):
         assert path in routes, path
-
-
-async def test_applied_events_are_kept_in_the_history_in_order(
-    sent: dict[str, RecordingTopic],
-) -> None:
-    async with merge_requests.test_context() as agent:
-        await agent.put(b'{"id":"h","clicks":"+1","event_id":"e1"}', key=b"h")
-        await agent.put(b'{"id":"h","clicks":"+1","event_id":"e1"}', key=b"h")  # a resend
-        await agent.put(b'{"id":"h","clicks":"+2"}', key=b"h")
-    events = open_entries(merged_requests["h"])
-    assert [e["fields"] for e in events] == [{"clicks": "+1"}, {"clicks": "+2"}]
-    assert events[0]["event_id"] == "e1"
-    assert merged_requests["h"]["clicks"] == 3
-
-
-async def test_a_full_history_chunk_moves_to_the_history_table(
-    sent: dict[str, RecordingTopic],
-) -> None:
-    async with merge_requests.test_context() as agent:
-        for number in range(CHUNK_SIZE + 1):
-            await agent.put(b'{"id":"c","n":"+1","i":%d}' % number, key=b"c")
-    stored = request_history[chunk_key("c", 0)]
-    assert [e["fields"]["i"] for e in stored] == list(range(CHUNK_SIZE))
-    assert [e["fields"]["i"] for e in open_entries(merged_requests["c"])] == [CHUNK_SIZE]
-
-
-async def test_dead_letters_are_counted_by_reason(sent: dict[str, RecordingTopic]) -> None:
-    counter = metrics.dead_letters_total.labels("not_object")
-    before = counter._value.get()
-    async with merge_requests.test_context() as agent:
-        await agent.put(b"[1]", key=b"x")
-        await agent.put(b"[2]", key=b"x")
-    assert counter._value.get() == before + 2
-    assert 'leadedge_dead_letters_total{reason="not_object"}' in metrics.exposition().decode()

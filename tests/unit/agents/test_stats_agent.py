@@ -1,28 +1,33 @@
-"""The stats agents through Faust's test_context, with topic sends recorded."""
+"""Per-minute stats: partials from the batch engine, totals from the stats agents.
+
+Step 1 (the partial counts) runs in the engine's step and is tested there
+(`tests/unit/leadedge/engine/test_step.py`); here its partials, as a flush sends them,
+go through `total_stats` with Faust's test_context.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import orjson
 import pytest
+from faust.types import EventT
 
-import agents.stats
-from agents.stats import count_requests, resends, send_partials, total_stats
-from leadedge.app import app, stats_partials_topic, stats_topic
-from leadedge.stats_state import UnsentPartials
+from agents.stats import documents, total_stats
+from leadedge import stats_state
+from leadedge.app import app, stats_topic
 from tables.request_stats import request_stats, stats_partials
 from tests.unit.agents.fixtures import RecordingTopic
+from tests.unit.leadedge.engine.fakes import build, record
 
 
 @pytest.fixture()
-async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, RecordingTopic]]:
-    recorded = {"partials": RecordingTopic(), "stats": RecordingTopic()}
-    monkeypatch.setattr(stats_partials_topic, "send_soon", recorded["partials"].send_soon)
-    monkeypatch.setattr(agents.stats, "unsent", UnsentPartials())
-    monkeypatch.setattr(stats_topic, "send", recorded["stats"].send)
-    monkeypatch.setattr(resends, "done", set())
+async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RecordingTopic]:
+    recorded = RecordingTopic()
+    monkeypatch.setattr(stats_topic, "send", recorded.send)
     app.finalize()
     app.flow_control.resume()
     yield recorded
@@ -30,52 +35,47 @@ async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, Recor
     request_stats.data.clear()
 
 
-async def test_applied_events_count_and_bad_ones_go_nowhere(
-    sent: dict[str, RecordingTopic],
-) -> None:
-    async with count_requests.test_context() as agent:
-        await agent.put(b'{"id":"s1","source":2,"clicks":"+1","impressions":"+5"}', key=b"s1")
-        await agent.put(b'{"id":"s1","clicks":"+3"}', key=b"s1")
-        await agent.put(b"not json", key=b"s1")  # the merge agent dead-letters it
-        await agent.put(b'{"id":"s1","clicks":{"a":1}}', key=b"s1")  # a type conflict
-        await agent.put(b'{"id":"s2","source":2,"clicks":"+0.5"}', key=b"s2")
-    send_partials()
-    last = orjson.loads(sent["partials"].records[-1]["value"])
-    assert (last["events"], last["new_requests"]) == (3, 2)
-    assert last["counters"] == {"clicks": 4.5, "impressions": 5}
-    assert sent["partials"].records[-1]["key"].decode().startswith("default|2|")
+async def partials_of(*values: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the partials a flush of these `requests` records sends."""
+    # Now, not long ago: `total_stats` drops a partial past retention by its record time.
+    now_ms = int(time.time() * 1000)
+    harness = build()
+    assert await harness.run(
+        [
+            record(value, key, offset=offset, timestamp_ms=now_ms)
+            for offset, (key, value) in enumerate(values)
+        ]
+    )
+    return [
+        (out.key or b"", out.value or b"") for out in harness.kafka.sent("request-stats-partials")
+    ]
 
 
-async def test_partials_are_held_and_sent_once_per_window_with_the_newest_counts(
-    sent: dict[str, RecordingTopic],
-) -> None:
-    async with count_requests.test_context() as agent:
-        for number in range(5):
-            value = b'{"id":"h%d","source":"web","clicks":"+1"}' % number
-            await agent.put(value, key=b"h%d" % number)
-    assert sent["partials"].records == []
-    send_partials()
-    windows = {record["key"] for record in sent["partials"].records}
-    assert len(sent["partials"].records) == len(windows)  # one send per window
-    assert sum(orjson.loads(r["value"])["events"] for r in sent["partials"].records) == 5
-    send_partials()
-    assert len(sent["partials"].records) == len(windows)  # nothing new, nothing sent
+async def test_applied_events_are_counted_and_bad_ones_go_nowhere() -> None:
+    [(key, value)] = await partials_of(
+        (b"s1", b'{"id":"s1","source":2,"clicks":"+1","impressions":"+5"}'),
+        (b"s1", b'{"id":"s1","clicks":"+3"}'),
+        (b"s1", b"not json"),  # a dead letter
+        (b"s1", b'{"id":"s1","clicks":{"a":1}}'),  # a type conflict
+        (b"s2", b'{"id":"s2","source":2,"clicks":"+0.5"}'),
+    )
+    partial = orjson.loads(value)
+    assert (partial["events"], partial["new_requests"]) == (3, 2)
+    assert partial["counters"] == {"clicks": 4.5, "impressions": 5}
+    assert key.decode().startswith("default|2|")
 
 
-async def test_partials_become_totals_published_by_window(
-    sent: dict[str, RecordingTopic],
-) -> None:
-    async with count_requests.test_context() as agent:
-        await agent.put(b'{"id":"t1","source":"web","clicks":"+2"}', key=b"t1")
-        await agent.put(b'{"id":"t2","source":"web","clicks":"+1"}', key=b"t2")
-    send_partials()
+async def test_partials_become_totals_published_by_window(sent: RecordingTopic) -> None:
+    partials = await partials_of(
+        (b"t1", b'{"id":"t1","source":"web","clicks":"+2"}'),
+        (b"t2", b'{"id":"t2","source":"web","clicks":"+1"}'),
+    )
     async with total_stats.test_context() as agent:
-        for record in sent["partials"].records:
-            await agent.put(record["value"], key=record["key"])
-        await agent.put(
-            sent["partials"].records[0]["value"], key=sent["partials"].records[0]["key"]
-        )
-    published = sent["stats"].records[-1]
+        for key, value in partials:
+            await agent.put(value, key=key)
+        await agent.put(partials[0][1], key=partials[0][0])  # a replayed partial
+    assert len(sent.records) == 2  # published again, unchanged
+    published = sent.records[-1]
     document = orjson.loads(published["value"])
     assert published["key"].decode() == document["id"]
     assert (document["events"], document["new_requests"], document["counters"]) == (
@@ -86,10 +86,11 @@ async def test_partials_become_totals_published_by_window(
     assert document["source"] == "web" and document["project"] == "default"
 
 
-async def test_an_exception_does_not_escape_the_loop(
-    sent: dict[str, RecordingTopic], monkeypatch: pytest.MonkeyPatch
+async def test_an_exception_does_not_escape_the_totals_loop(
+    sent: RecordingTopic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = []
+    calls: list[int] = []
+    original = stats_state.plan_total
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
@@ -97,25 +98,36 @@ async def test_an_exception_does_not_escape_the_loop(
             raise RuntimeError("boom")
         return original(*args, **kwargs)
 
-    import agents.stats
-
-    original = agents.stats.plan_record
-    monkeypatch.setattr(agents.stats, "plan_record", broken)
-    async with count_requests.test_context() as agent:
-        await agent.put(b'{"id":"x1","source":1}', key=b"x1")
-        await agent.put(b'{"id":"x2","source":1}', key=b"x2")
-    send_partials()
+    monkeypatch.setattr("agents.stats.plan_total", broken)
+    partials = await partials_of((b"x1", b'{"id":"x1","source":1}'))
+    async with total_stats.test_context() as agent:
+        for _ in range(2):
+            await agent.put(partials[0][1], key=partials[0][0])
     assert len(calls) == 2
-    assert orjson.loads(sent["partials"].records[-1]["value"])["events"] == 1
+    [published] = sent.records
+    assert orjson.loads(published["value"])["events"] == 1
+
+
+def test_the_newest_total_of_each_window_is_indexed_versioned_by_its_event_count() -> None:
+    def event(key: bytes | None, value: bytes | None) -> EventT[bytes]:
+        return cast(EventT[bytes], SimpleNamespace(message=SimpleNamespace(key=key, value=value)))
+
+    batch = [
+        event(b"w1", b'{"id":"w1","events":1}'),
+        event(b"w2", b'{"id":"w2","events":4}'),
+        event(b"w1", b'{"id":"w1","events":3}'),
+        event(b"w3", None),  # a tombstone: nothing to index
+    ]
+    assert documents(batch) == [
+        ("w1", 3, {"id": "w1", "events": 3}),
+        ("w2", 4, {"id": "w2", "events": 4}),
+    ]
 
 
 def test_the_stats_agents_tables_and_pages_are_registered() -> None:
     app.discover()
-    assert {
-        "agents.stats.count_requests",
-        "agents.stats.total_stats",
-        "agents.stats.index_stats",
-    } <= set(app.agents)
+    assert {"agents.stats.total_stats", "agents.stats.index_stats"} <= set(app.agents)
     assert {"stats_partials", "request_stats"} <= set(app.tables)
-    routes = {str(route.resource.canonical) for route in app.web.web_app.router.routes()}
+    web: Any = app.web
+    routes = {str(route.resource.canonical) for route in web.web_app.router.routes()}
     assert {"/", "/report", "/stats", "/static/chart.umd.min.js"} <= routes

@@ -106,21 +106,3 @@ def test_the_app_produces_through_the_draining_producer() -> None:
     producer = app._new_producer()
     assert isinstance(producer, DrainingProducer)
     assert isinstance(producer.buffer, DrainingProducerBuffer)
-
-
-async def test_the_before_flush_hooks_run_first_so_the_commit_waits_for_their_records(
-    buffer: DrainingProducerBuffer,
-) -> None:
-    channel = SlowChannel(delay_s=0.05)
-    producer = DrainingProducer(app.transport, loop=asyncio.get_running_loop())
-    producer.buffer = buffer
-    producer.before_flush.append(lambda: buffer.put(pending(channel, 7)))
-    await producer.flush()
-    assert channel.published == [7]
-    assert buffer.size == 0 and buffer.sending == 0
-
-
-def test_the_app_hands_its_before_flush_hooks_to_the_producer() -> None:
-    producer = app._new_producer()
-    assert isinstance(producer, DrainingProducer)
-    assert producer.before_flush is app.before_flush

@@ -1,0 +1,208 @@
+"""A Faust consumer that hands the batch topics' records over a whole fetch at a time.
+
+Faust's `Consumer.getmany` turns every fetched record into a message, and its fetcher
+delivers each one to a stream and waits for its ack. For the topics a batch handler
+owns, this consumer instead gives each partition's fetched records, as a list, to the
+handler right after the fetch, and the handler acknowledges them in bulk (`ack_range`)
+through the same acked-offset bookkeeping `Consumer.ack` keeps, once they are stored.
+Every other topic takes Faust's ordinary path.
+
+It relies on these internals of faust-streaming 0.15 (pinned in `pyproject.toml`, and
+checked by `tests/unit/leadedge/engine/test_faust_contract.py`): `_wait_next_records`,
+`_read_offset`, `_committed_offset`, `_acked`, `_acked_index`, `_n_acked`,
+`_active_partitions`, `_buffered_partitions`, `ack_lock`, and `getmany`'s round-robin
+over the other topics' records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
+
+from faust.transport.drivers.aiokafka import Consumer
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+log = logging.getLogger(__name__)
+
+
+class BatchHandler(Protocol):
+    """What the consumer needs of whoever takes a topic's records in batches."""
+
+    # Set by the consumer: acknowledges offsets first..last of a partition in bulk.
+    ack: Callable[[TP, int, int], Any] | None
+
+    def handle(self, tp: TP, first_offset: int, records: Sequence[Any]) -> None:
+        """Apply records now (no await between the fetch and this call)."""
+        ...
+
+    async def wait_for_room(self) -> None:
+        """Return once more records may be handed over (backpressure)."""
+        ...
+
+    async def flush(self) -> bool:
+        """Store and acknowledge everything handed over so far."""
+        ...
+
+    def drop(self, tps: set[TP]) -> None:
+        """Forget unflushed records of revoked partitions."""
+        ...
+
+    @property
+    def all_delivered(self) -> bool:
+        """True when everything handed over is stored (a clean stop)."""
+        ...
+
+
+class BatchConsumer(Consumer):
+    """The aiokafka driver's consumer, with batch delivery for registered topics."""
+
+    # How long a revocation waits for the flush of what was read; past it, unflushed
+    # records are dropped and read again by the partition's next owner.
+    revoke_flush_timeout_s: float = 10.0
+    # How long a stopping worker waits for its last flush.
+    stop_flush_timeout_s: float = 60.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers: dict[str, BatchHandler] = {}
+
+    def add_batch_handler(self, topic: str, handler: BatchHandler) -> None:
+        """Deliver `topic`'s records to `handler` in batches from now on."""
+        handler.ack = self.ack_range
+        self.batch_handlers[topic] = handler
+
+    async def getmany(
+        self,
+        timeout: float,  # noqa: ASYNC109 (Faust's signature)
+    ) -> AsyncIterator[tuple[TP, Message]]:
+        """Hand batch topics' records over per partition; yield the others one by one."""
+        if not self.batch_handlers:
+            async for item in super().getmany(timeout):
+                yield item
+            return
+        generation_id = self.app.consumer_generation_id
+        records, active_partitions = await self._wait_next_records(timeout)
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            # Faust's own answer to a fetch while flow is stopped (a rebalance).
+            await self.perform_seek()
+            return
+        others: dict[TP, list[Any]] = {}
+        handled: set[BatchHandler] = set()
+        for tp, batch in records.items():
+            handler = self.batch_handlers.get(tp.topic)
+            if handler is None:
+                others[tp] = batch
+            elif batch and self._still_ours(tp, generation_id):
+                self._handle_batch(handler, tp, batch)
+                handled.add(handler)
+        for handler in handled:
+            await handler.wait_for_room()
+        if others:
+            async for item in self._yield_messages(others, active_partitions, generation_id):
+                yield item
+
+    def _still_ours(self, tp: TP, generation_id: int) -> bool:
+        # A fetch that overlapped a rebalance may hold records of a partition that was
+        # revoked meanwhile: never apply them after the revocation.
+        if self.app.consumer_generation_id != generation_id:
+            return False
+        active = self._active_partitions
+        return active is None or tp in active or tp in self._buffered_partitions
+
+    def _handle_batch(self, handler: BatchHandler, tp: TP, batch: list[Any]) -> None:
+        first = batch[0].offset
+        read = self._read_offset.get(tp)
+        if read is None:
+            committed = self._committed_offset.get(tp)
+            start = committed if committed is not None and committed <= first else first
+        else:
+            # Faust starts `_read_offset` at the committed offset (the next to read).
+            start = min(read + 1, first)
+        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        handler.handle(tp, start, batch)
+        self._read_offset[tp] = batch[-1].offset
+
+    async def _yield_messages(
+        self, records: dict[TP, list[Any]], active_partitions: set[TP] | None, generation_id: int
+    ) -> AsyncIterator[tuple[TP, Message]]:
+        # Faust's `getmany` loop, for the records of the other topics.
+        to_message = self._to_message
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break
+            if (
+                active_partitions is None
+                or tp in active_partitions
+                or tp in self._buffered_partitions
+            ):
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
+        # Keep the async generator shape even when nothing is yielded.
+        await asyncio.sleep(0)
+
+    def ack_range(self, tp: TP, first: int, last: int) -> int:
+        """Acknowledge offsets `first`..`last` of `tp` at once; returns how many were new.
+
+        The bulk form of `Consumer.ack`: the next commit may include them.
+        """
+        with ack_lock:
+            committed = self._committed_offset.get(tp)
+            if committed is not None:
+                first = max(first, committed)
+            if first > last:
+                return 0
+            index = self._acked_index[tp]
+            fresh = [offset for offset in range(first, last + 1) if offset not in index]
+            index.update(fresh)
+            self._acked[tp].extend(fresh)
+            self._n_acked += len(fresh)
+            notify(self._waiting_for_ack)
+            return len(fresh)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Flush and commit what was read of revoked partitions before Faust forgets it."""
+        for topic, handler in self.batch_handlers.items():
+            mine = {tp for tp in revoked if tp.topic == topic}
+            if not mine:
+                continue
+            try:
+                # Shielded: a flush cut off half way would leave its caches half written.
+                flushed = await asyncio.wait_for(
+                    asyncio.shield(handler.flush()), self.revoke_flush_timeout_s
+                )
+            except TimeoutError:
+                flushed = False
+                log.warning(
+                    "flush before revoking %d partitions of %s took over %.0f s: their "
+                    "unflushed records will be read again",
+                    len(mine),
+                    topic,
+                    self.revoke_flush_timeout_s,
+                )
+            if flushed:
+                await self.commit(mine)
+            handler.drop(mine)
+        await super().on_partitions_revoked(revoked)
+
+    async def commit_and_end_transactions(self) -> None:
+        """Before the last commit of a stop, flush the batch topics.
+
+        Revocations flush in `on_partitions_revoked`, before Faust forgets their offsets.
+        """
+        stopping = self.app.should_stop
+        for topic, handler in self.batch_handlers.items():
+            if not stopping:
+                break
+            try:
+                await asyncio.wait_for(asyncio.shield(handler.flush()), self.stop_flush_timeout_s)
+            except TimeoutError:
+                log.warning(
+                    "the last flush of %s did not finish: its records are read again", topic
+                )
+        await super().commit_and_end_transactions()
