@@ -23,7 +23,7 @@ from leadedge.enrich import Enricher
 from leadedge.merge import MergeRules
 from leadedge.processing import RecordProcessor
 from leadedge.sinks.elasticsearch import ElasticsearchSink
-from leadedge.stats_state import flush_rank
+from leadedge.stats_state import flush_records
 from tables.merged_requests import merged_requests
 from tables.request_history import request_history
 from tables.request_stats import stats_partials
@@ -70,7 +70,7 @@ def build_engine(*, index: bool = True) -> BatchEngine:
         stats_lateness_ms=settings.stats_lateness_s * 1000,
         merged=write_back(merged_requests),
         history=write_back(request_history),
-        partials=write_back(stats_partials, flush_order=flush_rank),
+        partials=write_back(stats_partials, flush_plan=flush_records),
     )
     return BatchEngine(
         step,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+import mode.loop
 from faust.types import ConsumerT, ProducerT, TopicT
 
 from leadedge.changelog_flush import DrainingProducer
@@ -18,6 +19,10 @@ from leadedge.table_stores import discard_after_unclean_stop, mark_clean_stop
 from leadedge.web.auth import KeyStore
 
 log = logging.getLogger(__name__)
+
+# uvloop runs the worker's event loop: Faust's command line creates the loop after it has
+# imported the app, so the policy set here is the one it uses.
+mode.loop.use("uvloop")
 
 settings = get_settings()
 # Read here, not in a view module: an error in an autodiscovered module only logs a
@@ -141,6 +146,12 @@ app = LeadEdgeApp(
     broker_heartbeat_interval=max(settings.session_timeout_s / 3, 1.0),
     # A new consumer group starts at the beginning: no event already in the topic is skipped.
     consumer_auto_offset_reset="earliest",
+    # Offsets are acknowledged once per flush: commit them every second, so a restart
+    # reads little again.
+    broker_commit_interval=1.0,
+    # Bounded fetches: a fetch is applied in slices, but one of the whole buffer could
+    # hold many seconds of work.
+    broker_max_poll_records=2000,
     # The batch engine sends a flush's records in batches: fewer, larger produce requests.
     producer_max_batch_size=512 * 1024,
 )

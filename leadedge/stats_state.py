@@ -45,6 +45,11 @@ KEEP_CLOSED_MS = 600_000
 Lookup = Callable[[str], Any]
 
 
+SHAPE_PREFIX = f"r{SEP}"
+PARTIAL_PREFIX = f"w{SEP}"
+CLOCK_PREFIX = f"c{SEP}"
+
+
 def shape_key(request_id: str) -> str:
     """Step 1: the request's shape."""
     return f"r{SEP}{request_id}"
@@ -80,19 +85,45 @@ class Plan:
     outcome: str = "counted"
 
 
-_FLUSH_RANK = {"c": 1, "w": 2, "r": 3}
+def flush_records(changed: dict[str, Any], previous: Lookup) -> list[tuple[str, Any]]:
+    """Step 1's changes of one partition in one flush, as changelog records in order.
 
+    The engine writes each changed key once per flush, and a crash keeps any prefix of
+    a flush's records. Record by record, `plan_count`'s order kept every prefix sound;
+    across a whole flush the partition's clock has moved for every record in it, so:
 
-def flush_rank(item: tuple[str, Any]) -> int:
-    """Where step 1's change of one key goes among a flush's changelog records.
+    1. an *opening* clock: the stream time before the flush, listing every partial kept
+       before or after it (a partial is listed before it is stored, so a restart sends
+       every stored one again), and no stream time that would make a replayed record
+       late that was on time when first counted;
+    2. the partials, then the request shapes (a shape saying "counted" follows the
+       partial that holds the count);
+    3. the final clock, then the deletions of the partials it no longer lists: a prefix
+       that ends between the two leaves a partial stored but unlisted (it is not sent
+       again, and stays until the partition's store is rebuilt), never a replayed
+       record counted into a partial started again from zero.
 
-    Deletions, then clocks, then partials, then request shapes: the order `plan_count`
-    writes them in, so any prefix of a flush that a crash keeps is one it could have
-    left record by record (a partial is listed by its clock before it is stored, and
-    stored before the shape that says it was counted).
+    As before, a partial is deleted `KEEP_CLOSED_MS` of stream time after its window
+    closed: a flush over which stream time jumps further than that (re-producing old
+    records fast) can lose the last send of a window that closed within it in a crash.
     """
-    key, value = item
-    return 0 if value is None else _FLUSH_RANK.get(key[:1], 4)
+    clocks = [key for key in changed if key.startswith(CLOCK_PREFIX)]
+    opening = []
+    for key in clocks:
+        final = changed[key]
+        before = previous(key)
+        listed = list(before["open"]) if before else []
+        known = {entry[1] for entry in listed}
+        listed.extend(entry for entry in final["open"] if entry[1] not in known)
+        opening.append(
+            (key, {"stream_ms": before["stream_ms"] if before else None, "open": listed})
+        )
+    partials = [
+        (k, v) for k, v in changed.items() if v is not None and k.startswith(PARTIAL_PREFIX)
+    ]
+    shapes = [(k, v) for k, v in changed.items() if v is not None and k.startswith(SHAPE_PREFIX)]
+    deletions = [(k, v) for k, v in changed.items() if v is None]
+    return [*opening, *partials, *shapes, *((key, changed[key]) for key in clocks), *deletions]
 
 
 class UnsentPartials:

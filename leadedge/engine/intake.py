@@ -65,6 +65,8 @@ class BatchConsumer(Consumer):
     revoke_flush_timeout_s: float = 10.0
     # How long a stopping worker waits for its last flush.
     stop_flush_timeout_s: float = 60.0
+    # Records applied between two turns of the event loop (a few tens of milliseconds).
+    slice_records: int = 200
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -93,16 +95,19 @@ class BatchConsumer(Consumer):
             await self.perform_seek()
             return
         others: dict[TP, list[Any]] = {}
-        handled: set[BatchHandler] = set()
         for tp, batch in records.items():
             handler = self.batch_handlers.get(tp.topic)
             if handler is None:
                 others[tp] = batch
-            elif batch and self._still_ours(tp, generation_id):
-                self._handle_batch(handler, tp, batch)
-                handled.add(handler)
-        for handler in handled:
-            await handler.wait_for_room()
+                continue
+            # In slices, letting the loop run between them: a whole fetch at a time would
+            # hold up the flushes, the web server and the heartbeats for seconds.
+            for start in range(0, len(batch), self.slice_records):
+                if not self._still_ours(tp, generation_id):
+                    break
+                self._handle_batch(handler, tp, batch[start : start + self.slice_records])
+                await handler.wait_for_room()
+                await asyncio.sleep(0)
         if others:
             async for item in self._yield_messages(others, active_partitions, generation_id):
                 yield item

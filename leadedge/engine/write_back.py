@@ -11,6 +11,7 @@ Reads look in the cache being filled, then in the one being flushed, then in the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -19,6 +20,11 @@ from faust.types import TP
 
 # A deleted key in a cache: its changelog record is a tombstone.
 DELETED: Any = None
+# Decoded values kept per table after their flush (see `WriteBackTable.clean`).
+CLEAN_ENTRIES = 20_000
+# A partition's changes (key → value, None deletes) and a lookup of the values stored
+# before them → the changelog records to send, in order; a key may come more than once.
+FlushPlan = Callable[[dict[str, Any], Callable[[str], Any]], list[tuple[str, Any]]]
 
 
 class PartitionedStore(Protocol):
@@ -103,33 +109,50 @@ class WriteBackTable:
         name: str,
         changelog_topic: str,
         store: PartitionedStore,
-        flush_order: Callable[[tuple[str, Any]], Any] | None = None,
+        flush_plan: FlushPlan | None = None,
+        clean_entries: int = CLEAN_ENTRIES,
     ) -> None:
         self.name = name
-        # Sorts a partition's (key, value) changes before they are sent: a crash keeps a
-        # prefix of one flush's changelog records, so where keys must agree, order them.
-        self.flush_order = flush_order
+        # Turns a partition's changes into the changelog records to send, in order: a
+        # crash keeps a prefix of them, so where keys must agree, the plan says how.
+        self.flush_plan = flush_plan
         self.changelog_topic = changelog_topic
         self.store = store
         self.dirty: dict[int, dict[str, Any]] = {}
         self.flushing: dict[int, dict[str, Any]] = {}
+        # Decoded stored values, newest written or read last: a request's next event
+        # usually comes within seconds, and decoding its state again costs more than
+        # the merge. At most `clean_entries`; the oldest go first.
+        self.clean: dict[tuple[int, str], Any] = {}
+        self.clean_entries = clean_entries
 
     def get(self, partition: int, key: str) -> Any:
         """The newest value of `key`: changed since the last flush, being flushed, or stored."""
         changed = self.dirty.get(partition)
         if changed is not None and key in changed:
             return changed[key]
-        flushing = self.flushing.get(partition)
-        if flushing is not None and key in flushing:
-            return flushing[key]
-        return self.store.get(partition, key)
+        return self.flushed_value(partition, key)
 
     def flushed_value(self, partition: int, key: str) -> Any:
         """The value of `key` as the flush under way writes it (or as stored)."""
         flushing = self.flushing.get(partition)
         if flushing is not None and key in flushing:
             return flushing[key]
-        return self.store.get(partition, key)
+        clean = self.clean
+        try:
+            return clean[(partition, key)]
+        except KeyError:
+            pass
+        value = self.store.get(partition, key)
+        if value is not None:
+            self._keep(partition, key, value)
+        return value
+
+    def _keep(self, partition: int, key: str, value: Any) -> None:
+        clean = self.clean
+        clean[(partition, key)] = value
+        if len(clean) > self.clean_entries:
+            del clean[next(iter(clean))]
 
     def set(self, partition: int, key: str, value: Any) -> None:
         """Change `key` in `partition`; None deletes it."""
@@ -155,14 +178,20 @@ class WriteBackTable:
 
     def encoded(self) -> dict[int, list[tuple[str, bytes | None]]]:
         """The values being flushed, encoded once for the changelog and the store."""
-        order = self.flush_order
-        return {
-            partition: [
-                (key, encode_value(value))
-                for key, value in (sorted(changed.items(), key=order) if order else changed.items())
-            ]
-            for partition, changed in self.flushing.items()
-        }
+        plan = self.flush_plan
+        encoded = {}
+        for partition, changed in self.flushing.items():
+            records = (
+                plan(changed, functools.partial(self._stored_value, partition))
+                if plan
+                else changed.items()
+            )
+            encoded[partition] = [(key, encode_value(value)) for key, value in records]
+        return encoded
+
+    def _stored_value(self, partition: int, key: str) -> Any:
+        clean = self.clean.get((partition, key))
+        return clean if clean is not None else self.store.get(partition, key)
 
     def stored(
         self,
@@ -176,9 +205,18 @@ class WriteBackTable:
         """
         for partition, items in encoded.items():
             self.store.write(partition, items, offsets[partition])
+        clean = self.clean
+        for partition, changed in self.flushing.items():
+            for key, value in changed.items():
+                clean.pop((partition, key), None)
+                if value is not None:
+                    self._keep(partition, key, value)
         self.flushing = {}
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget unflushed changes of revoked partitions: their records are read again."""
-        for partition in partitions:
+        gone = set(partitions)
+        for partition in gone:
             self.dirty.pop(partition, None)
+        # Another worker may change them before they come back: read them from the store.
+        self.clean = {entry: v for entry, v in self.clean.items() if entry[0] not in gone}

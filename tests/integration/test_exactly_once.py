@@ -20,18 +20,19 @@ from tests.integration.worker import Names, wait_for
 
 pytestmark = pytest.mark.integration
 
-IDS = 500
-EVENTS = 20_000
-KILLS = 3
+IDS = 2_000
+EVENTS = 100_000
+RATE = 3_000  # events/s: the batch engine flushes every 100 ms, so kills land mid-flush
+KILLS = 5
 
 
 def test_merged_requests_and_minute_stats_equal_the_reference_after_kill_9s_mid_stream(
     endpoints: Endpoints, start_worker: WorkerFactory, city_db: Path
 ) -> None:
-    # Event times 15 ms apart from ten minutes ago: five one-minute windows per source,
+    # Event times 5 ms apart from ten minutes ago: nine one-minute windows per source,
     # recent enough for the stats' retention.
     start_ms = int(time.time() * 1000) - 600_000
-    history = generate(IDS, EVENTS, step_ms=15, start_ms=start_ms)
+    history = generate(IDS, EVENTS, step_ms=5, start_ms=start_ms)
     expected = reference_merge(history, city_db)
     names = Names()
     worker = start_worker(names)
@@ -39,13 +40,13 @@ def test_merged_requests_and_minute_stats_equal_the_reference_after_kill_9s_mid_
     positions: list[tuple[int, int]] = []
     producer = threading.Thread(
         target=lambda: positions.extend(
-            produce_at_rate(endpoints.broker, names.requests_topic, history.records, 500)
+            produce_at_rate(endpoints.broker, names.requests_topic, history.records, RATE)
         )
     )
     producer.start()
     rng = random.Random(3)
     for _ in range(KILLS):
-        time.sleep(rng.uniform(2.0, 8.0))
+        time.sleep(rng.uniform(1.0, 6.0))
         worker.kill()  # SIGKILL to the worker's process group
         worker.start()
     producer.join()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import signal
 import threading
@@ -12,8 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from elasticsearch import Elasticsearch
 
+from leadedge.config import bootstrap_servers
 from tests.integration.conftest import WorkerFactory
 from tests.integration.history import generate, reference_merge
 from tests.integration.kafka_io import produce_at_rate
@@ -93,24 +96,75 @@ def assert_indexed_as_reference(
     wait_for(all_indexed, 180, "every merged request in Elasticsearch", interval=2)
 
 
-def test_elasticsearch_down_for_30s_while_events_flow_loses_nothing(
+# While Elasticsearch is away the batch engine's flush waits and intake pauses once
+# LEADEDGE_FLUSH_MAX_RECORDS records are unflushed (docs/exactly-once.md, "Backpressure").
+ES_OUTAGE_S = 60
+ES_OUTAGE_RATE = 2_000
+MEMORY_BOUND_KB = 1024 * 1024  # 1 GiB resident, the bound README states
+
+
+def test_elasticsearch_down_60s_at_2000_per_s_loses_nothing_commits_nothing_stays_bounded(
     endpoints: Endpoints, start_worker: WorkerFactory, city_db: Path
 ) -> None:
     local_stack_only(endpoints)
     assert endpoints.stack is not None
-    history = generate(ids=300, events=6_000, seed=21)
+    events = ES_OUTAGE_RATE * (ES_OUTAGE_S + 10)
+    history = generate(ids=2_000, events=events, seed=21, step_ms=1)
     expected = reference_merge(history, city_db)
     names = Names()
-    start_worker(names)
-    producer, _ = produce_in_background(endpoints, names.requests_topic, history.records, 150)
+    worker = start_worker(names)
+    producer, _ = produce_in_background(
+        endpoints, names.requests_topic, history.records, ES_OUTAGE_RATE
+    )
     time.sleep(5)
     endpoints.stack.stop("elasticsearch")
+    peak_kb = 0
+    committed: list[dict[int, int]] = []
     try:
-        time.sleep(OUTAGE_S)
+        started = time.monotonic()
+        while time.monotonic() - started < ES_OUTAGE_S:
+            peak_kb = max(peak_kb, resident_kb(worker))
+            # After a commit interval, offsets acknowledged before the outage are in;
+            # from then on the flush waits for Elasticsearch and nothing is committed.
+            if not committed and time.monotonic() - started > 10:
+                committed.append(committed_offsets(endpoints, names))
+            time.sleep(1)
+        committed.append(committed_offsets(endpoints, names))
     finally:
         endpoints.stack.start("elasticsearch")
     producer.join()
+    assert committed[0] == committed[-1], (
+        f"offsets committed while Elasticsearch was down: {committed}"
+    )
+    assert peak_kb <= MEMORY_BOUND_KB, f"worker resident memory peaked at {peak_kb} kB"
     assert_indexed_as_reference(endpoints, names, expected)
+
+
+def resident_kb(worker: Worker) -> int:
+    assert worker.process is not None
+    for line in Path(f"/proc/{worker.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def committed_offsets(endpoints: Endpoints, names: Names) -> dict[int, int]:
+    """The worker group's committed offsets on `requests`, by partition."""
+
+    async def read() -> dict[int, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(endpoints.broker))
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(names.app_id)
+        finally:
+            await admin.close()
+        return {
+            tp.partition: meta.offset
+            for tp, meta in offsets.items()
+            if tp.topic == names.requests_topic
+        }
+
+    return asyncio.run(read())
 
 
 def test_s3_down_for_30s_while_events_flow_archives_every_event_exactly_once(

@@ -24,7 +24,7 @@ from leadedge.engine.kafka_out import KafkaBatchWriter
 from leadedge.engine.write_back import MemoryPartitions
 from leadedge.enrich import Enricher
 from leadedge.history import CHUNK_SIZE, chunk_key, open_entries
-from leadedge.stats_state import flush_rank
+from leadedge.stats_state import flush_records
 from tables.merged_requests import merged_requests
 from tables.request_history import request_history
 from tables.request_stats import stats_partials
@@ -257,8 +257,9 @@ def test_the_engine_is_wired_to_the_apps_tables_topics_and_settings(wired: Batch
         assert cache.changelog_topic == table.changelog_topic.get_topic_name()
         assert isinstance(cache.store, MemoryPartitions)  # LEADEDGE_STORE=memory://
         assert cache.store.data is table.data
-    assert step.partials.flush_order is flush_rank
-    assert step.merged.flush_order is None
+    assert step.partials.flush_plan is flush_records
+    assert step.merged.flush_plan is None
+    assert step.history.flush_plan is None
     assert step.history_length == settings.history_length
     assert step.stats_lateness_ms == settings.stats_lateness_s * 1000
     assert wired.flush_interval_s == settings.flush_interval_ms / 1000

@@ -19,7 +19,7 @@ from leadedge.enrich import Enricher
 from leadedge.merge import MergeRules
 from leadedge.processing import RecordProcessor
 from leadedge.sinks.elasticsearch import Document, ElasticsearchSink, WriteResult
-from leadedge.stats_state import flush_rank
+from leadedge.stats_state import flush_records
 
 REQUESTS = "requests"
 TOPICS = OutputTopics(
@@ -222,7 +222,7 @@ def build(
             "stats_partials",
             PARTIALS_CHANGELOG,
             MemoryPartitions(stores["stats_partials"]),
-            flush_order=flush_rank,
+            flush_plan=flush_records,
         ),
     )
     kafka = RecordingKafka()

@@ -167,7 +167,7 @@ async def test_a_failed_elasticsearch_write_stops_the_worker_and_acknowledges_no
     assert harness.acks == [] and harness.merged == {}
 
 
-async def test_the_partials_changelog_comes_in_deletion_clock_partial_shape_order() -> None:
+async def test_the_partials_changelog_opens_with_the_clock_and_ends_with_the_deletions() -> None:
     harness = build(stats_lateness_ms=0)
     later = NOW_MS + 2 * WINDOW_MS + KEEP_CLOSED_MS
     assert await harness.run(
@@ -176,14 +176,38 @@ async def test_the_partials_changelog_comes_in_deletion_clock_partial_shape_orde
             record(b'{"id":"b","source":"web"}', b"b", offset=1, timestamp_ms=later),
         ]
     )
-    order = [
-        "deleted" if value is None else key.split(SEP)[0]
-        for key, value in harness.kafka.changelog(PARTIALS_CHANGELOG)
-    ]
-    assert order == ["deleted", "c", "w", "r", "r"]
+    changelog = harness.kafka.changelog(PARTIALS_CHANGELOG)
+    order = ["deleted" if value is None else key.split(SEP)[0] for key, value in changelog]
+    assert order == ["c", "w", "r", "r", "c", "deleted"]
+    (_, opening), *_, (_, final), (deleted, _) = changelog
+    # The opening clock has the stream time from before the flush (none yet) and lists
+    # every partial stored after it; the expired one was never stored, so it is not listed.
+    assert opening["stream_ms"] is None
+    assert [key for _, key in opening["open"]] == [key for _, key in final["open"]]
+    assert final["stream_ms"] == later
+    assert deleted.split(SEP)[0] == "w" and deleted not in harness.partials
     # The expired partial was still sent: its window's total must hold its count.
     assert [partial["events"] for _, partial in harness.kafka.partials()] == [1, 1]
     assert {key.split(SEP)[0] for key in harness.partials} == {"c", "w", "r"}
+    assert harness.partials[changelog[0][0]] == final
+
+
+async def test_a_partitions_opening_clock_keeps_its_stored_stream_time_and_partials() -> None:
+    harness = build(stats_lateness_ms=0)
+    assert await harness.run([record(b'{"id":"a","source":"web"}', b"a", offset=0)])
+    [stored] = [value for key, value in harness.partials.items() if key.startswith("c")]
+    later = NOW_MS + 2 * WINDOW_MS + KEEP_CLOSED_MS
+    assert await harness.run(
+        [record(b'{"id":"b","source":"web"}', b"b", offset=1, timestamp_ms=later)]
+    )
+    changelog = harness.kafka.changelog(PARTIALS_CHANGELOG)[4:]
+    order = ["deleted" if value is None else key.split(SEP)[0] for key, value in changelog]
+    assert order == ["c", "w", "r", "c", "deleted"]
+    (_, opening), *_, (_, final), (deleted, _) = changelog
+    assert opening["stream_ms"] == stored["stream_ms"] == NOW_MS
+    # Listed before the flush and after it: a crash anywhere in it resends both.
+    assert [key for _, key in opening["open"]] == [deleted, *(key for _, key in final["open"])]
+    assert [key for _, key in final["open"]] != [deleted]
 
 
 async def test_history_chunks_reach_kafka_in_a_write_before_the_states_without_them() -> None:
@@ -229,9 +253,12 @@ async def test_records_applied_during_a_flush_are_stored_and_acknowledged_by_the
     assert await first
     assert harness.acks == [(TP0, 0, 0)]
     assert harness.merged["a"]["n"] == 1
+    # The first flush published the state its changelog holds, not the newer one.
+    assert [request["n"] for _, request in harness.kafka.published()] == [1]
     assert await harness.engine.flush()
     assert harness.acks == [(TP0, 0, 0), (TP0, 1, 1)]
     assert [value["n"] for _, value in harness.kafka.changelog(MERGED_CHANGELOG)] == [1, 2]
+    assert [request["n"] for _, request in harness.kafka.published()] == [1, 2]
     assert harness.merged["a"]["n"] == 2
     assert harness.engine.all_delivered
 
@@ -253,6 +280,32 @@ async def test_revoked_partitions_are_neither_published_nor_acknowledged() -> No
     assert [key for key, _ in harness.kafka.published()] == [b"b"]
     assert harness.kafka.dead_letters() == []
     assert set(harness.merged) == {"b"}
+
+
+async def test_revoked_records_no_longer_count_and_intake_waiting_for_room_wakes() -> None:
+    harness = build(max_pending_records=3)
+    harness.handle(records([b'{"id":"a"}', b'{"id":"a"}'], b"a", partition=0))
+    harness.handle(records([b'{"id":"b"}'], b"b", partition=1))
+    assert harness.engine.offsets == {TP0: [0, 1, 2], TP1: [0, 0, 1]}
+    waiting = asyncio.create_task(harness.engine.wait_for_room())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    harness.engine.drop({TP0})
+    await asyncio.wait_for(waiting, 1)
+    assert harness.engine.pending_records == 1
+    assert harness.engine.offsets == {TP1: [0, 0, 1]}
+    harness.engine.drop({TP1})
+    assert harness.engine.pending_records == 0
+    assert harness.engine.first_pending_at is None
+    assert harness.engine.all_delivered
+
+
+async def test_a_flush_with_nothing_to_deliver_still_wakes_whoever_waits_for_one() -> None:
+    harness = build()
+    harness.engine._flushed.clear()
+    waiting = asyncio.create_task(harness.engine._flushed.wait())
+    assert await harness.engine.flush()
+    await asyncio.wait_for(waiting, 1)
 
 
 async def test_each_windows_newest_partial_goes_to_the_partials_topic_once_per_flush() -> None:

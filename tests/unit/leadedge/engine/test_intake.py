@@ -98,9 +98,43 @@ async def test_requests_go_to_the_handler_per_partition_and_other_topics_as_mess
     )
     assert await drain(consumer) == [(OTHER, 7)]
     assert handler.batches == [(TP0, 0, [0, 1]), (TP1, 5, [5])]
-    assert handler.waits == 1  # once per fetch, after every partition was handed over
+    assert handler.waits == 2  # after each partition's records were handed over
     assert (consumer._read_offset[TP0], consumer._read_offset[TP1]) == (1, 5)
     assert handler.ack == consumer.ack_range
+
+
+async def test_a_large_fetch_is_handed_over_in_slices_waiting_for_room_after_each(
+    consumer: BatchConsumer, handler: RecordingHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "slice_records", 2)
+    fetch_returns(consumer, monkeypatch, {TP0: [record(b"{}", offset=n) for n in range(5)]})
+    await drain(consumer)
+    # Each slice acknowledges from right after the one before.
+    assert handler.batches == [(TP0, 0, [0, 1]), (TP0, 2, [2, 3]), (TP0, 4, [4])]
+    assert handler.waits == 3
+    assert consumer._read_offset[TP0] == 4
+
+
+async def test_a_partition_revoked_while_its_fetch_is_handed_over_gets_no_more_slices(
+    consumer: BatchConsumer, handler: RecordingHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "slice_records", 2)
+
+    async def revoke_tp0() -> None:
+        handler.waits += 1
+        consumer._active_partitions = {TP1}
+
+    monkeypatch.setattr(handler, "wait_for_room", revoke_tp0)
+    fetch_returns(
+        consumer,
+        monkeypatch,
+        {
+            TP0: [record(b"{}", offset=n) for n in range(4)],
+            TP1: [record(b"{}", offset=0, partition=1)],
+        },
+    )
+    await drain(consumer)
+    assert handler.batches == [(TP0, 0, [0, 1]), (TP1, 0, [0])]
 
 
 async def test_a_partition_no_longer_assigned_is_not_handed_over(

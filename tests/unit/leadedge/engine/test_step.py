@@ -10,11 +10,17 @@ from leadedge import stats_state
 from leadedge.engine.write_back import DELETED
 from leadedge.history import CHUNK_SIZE, chunk_key, open_entries
 from leadedge.merge import COUNT, format_time
+from leadedge.models import Event, Rejection, SourceRecord
 from leadedge.stats import WINDOW_MS, window_start
 from leadedge.stats_state import clock_key, partial_key, shape_key
 from tests.unit.leadedge.engine.fakes import NOW_MS, build, record, records
 
 WINDOW = f"default|web|{format_time(window_start(NOW_MS))}"
+
+
+def source(value: bytes, key: bytes, *, offset: int = 0) -> SourceRecord:
+    """One `requests` record as the step reads it."""
+    return SourceRecord("requests", 0, offset, NOW_MS, key, value)
 
 
 def test_applied_records_change_the_tables_caches_and_leave_the_stores_alone() -> None:
@@ -190,3 +196,32 @@ def test_revoked_partitions_owe_nothing_and_their_changes_are_forgotten() -> Non
     assert pending.emit == {"b": 1}
     assert pending.dead_letters == []
     assert [partial["partition"] for _, partial in pending.partials.take()] == [1]
+
+
+def test_a_merge_returns_the_parsed_event_for_the_count_to_use() -> None:
+    step = build().step
+    event = step.merge(source(b'{"id":"m","n":"+1"}', b"m"))
+    assert isinstance(event, Event)
+    assert (event.id, event.fields) == ("m", {"n": "+1"})
+    rejected = step.merge(source(b"{", b"m", offset=1))
+    assert isinstance(rejected, Rejection) and rejected.reason == "not_json"
+    assert step.take().outcomes == {"merged": 1, "dead_letter": 1}
+
+
+def test_a_parser_failure_is_a_dead_letter_and_the_record_is_not_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    step = build().step
+
+    def broken(record: Any) -> Any:
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(step.processor, "parse", broken)
+    step.apply([record(b'{"id":"p","source":"web"}', b"p")])
+    pending = step.take()
+    [(dead, rejection)] = pending.dead_letters
+    assert dead.key == b"p"
+    assert rejection.reason == "internal_error" and "parser bug" in rejection.detail
+    assert pending.stats_outcomes == {"skipped": 1}
+    assert pending.partials.take() == []
+    assert step.merged.get(0, "p") is None

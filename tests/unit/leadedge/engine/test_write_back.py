@@ -15,7 +15,7 @@ from leadedge.engine.write_back import (
     encode_key,
     encode_value,
 )
-from leadedge.stats_state import clock_key, flush_rank, partial_key, shape_key
+from leadedge.stats_state import clock_key, flush_records, partial_key, shape_key
 
 
 def table(store: dict[str, Any] | None = None, **options: Any) -> WriteBackTable:
@@ -83,16 +83,135 @@ def test_unflushed_changes_of_revoked_partitions_are_forgotten_others_kept() -> 
     assert len(cache) == 1
 
 
-def test_the_partials_table_flushes_deletions_then_clocks_then_partials_then_shapes() -> None:
-    cache = table(flush_order=flush_rank)
-    cache.set(0, shape_key("r1"), {"n": 1})
-    cache.set(0, partial_key("default|web|1", 0), {"events": 1})
-    cache.set(0, clock_key(0), {"stream_ms": 1, "open": []})
-    cache.delete(0, partial_key("default|web|0", 0))
-    cache.set(0, shape_key("r0"), {"n": 1})
+W0 = partial_key("default|web|0", 0)
+W1 = partial_key("default|web|1", 0)
+C0 = clock_key(0)
+
+
+def test_the_partials_plan_opens_with_the_old_clock_then_partials_shapes_clock_deletions() -> None:
+    stored = {C0: {"stream_ms": 100, "open": [[0, W0]]}}
+    final = {"stream_ms": 900, "open": [[60_000, W1]]}
+    changed = {
+        shape_key("r1"): {"n": 1},
+        W1: {"events": 1},
+        C0: final,
+        W0: None,
+        shape_key("r0"): {"n": 2},
+    }
+    assert flush_records(changed, stored.get) == [
+        # Stream time from before the flush; every partial kept before or after it.
+        (C0, {"stream_ms": 100, "open": [[0, W0], [60_000, W1]]}),
+        (W1, {"events": 1}),
+        (shape_key("r1"), {"n": 1}),
+        (shape_key("r0"), {"n": 2}),
+        # The final clock before the deletions of what it no longer lists.
+        (C0, final),
+        (W0, None),
+    ]
+
+
+def test_the_partials_plan_without_a_stored_clock_opens_without_stream_time() -> None:
+    final = {"stream_ms": 900, "open": [[0, W0]]}
+    records = flush_records({W0: {"events": 1}, C0: final, shape_key("r0"): {"n": 1}}, {}.get)
+    assert records == [
+        (C0, {"stream_ms": None, "open": [[0, W0]]}),
+        (W0, {"events": 1}),
+        (shape_key("r0"), {"n": 1}),
+        (C0, final),
+    ]
+
+
+def test_the_partials_plan_without_a_clock_change_sends_partials_then_shapes() -> None:
+    changed = {shape_key("r0"): {"n": 1}, W0: {"events": 2}}
+    assert flush_records(changed, {}.get) == [(W0, {"events": 2}), (shape_key("r0"), {"n": 1})]
+
+
+class CountingStore(MemoryPartitions):
+    """An in-memory store that counts its reads, to see what the clean cache saves."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__(data)
+        self.reads: list[str] = []
+
+    def get(self, partition: int, key: str) -> Any:
+        self.reads.append(key)
+        return super().get(partition, key)
+
+
+def test_a_stored_value_is_decoded_once_then_read_from_the_clean_cache() -> None:
+    store = CountingStore({"a": {"n": 1}})
+    cache = WriteBackTable("merged_requests", "merged_requests-changelog", store)
+    assert cache.get(0, "a") == {"n": 1}
+    assert cache.get(0, "a") == {"n": 1}
+    assert cache.flushed_value(0, "a") == {"n": 1}
+    assert store.reads == ["a"]
+    assert cache.clean == {(0, "a"): {"n": 1}}
+    # A missing key is not remembered: it may be stored by the time it is read again.
+    assert cache.get(0, "b") is None
+    store.data["b"] = {"n": 2}
+    assert cache.get(0, "b") == {"n": 2}
+    assert store.reads == ["a", "b", "b"]
+
+
+def test_a_flush_leaves_its_values_in_the_clean_cache_and_its_deletions_out() -> None:
+    store = CountingStore({"gone": {"n": 9}})
+    cache = WriteBackTable("merged_requests", "merged_requests-changelog", store)
+    assert cache.get(0, "gone") == {"n": 9}
+    cache.set(0, "a", {"n": 1})
+    cache.delete(0, "gone")
     cache.take()
-    keys = [key[:1] if raw is not None else "deleted" for key, raw in cache.encoded()[0]]
-    assert keys == ["deleted", "c", "w", "r", "r"]
+    cache.stored(cache.encoded(), {0: 1})
+    assert cache.clean == {(0, "a"): {"n": 1}}
+    reads = len(store.reads)
+    assert cache.get(0, "a") == {"n": 1}
+    assert len(store.reads) == reads  # not read back from the store
+    assert cache.get(0, "gone") is None
+
+
+def test_a_flush_plan_reads_the_values_stored_before_it_from_the_clean_cache() -> None:
+    store = CountingStore({})
+    cache = WriteBackTable(
+        "stats_partials", "stats_partials-changelog", store, flush_plan=flush_records
+    )
+    cache.set(0, C0, {"stream_ms": 1, "open": []})
+    cache.take()
+    cache.stored(cache.encoded(), {0: 1})
+    store.reads.clear()
+    cache.set(0, C0, {"stream_ms": 2, "open": []})
+    cache.take()
+    [(_, opening), (_, final)] = cache.encoded()[0]
+    assert orjson.loads(opening or b"") == {"stream_ms": 1, "open": []}
+    assert orjson.loads(final or b"") == {"stream_ms": 2, "open": []}
+    assert store.reads == []
+
+
+def test_the_clean_cache_holds_at_most_its_bound_and_lets_the_oldest_go_first() -> None:
+    store = CountingStore({"a": 1, "b": 2, "c": 3})
+    cache = WriteBackTable("merged_requests", "merged_requests-changelog", store, clean_entries=2)
+    assert [cache.get(0, key) for key in ("a", "b", "c")] == [1, 2, 3]
+    assert list(cache.clean) == [(0, "b"), (0, "c")]
+    # A value written by a flush becomes the newest.
+    cache.set(0, "b", 20)
+    cache.take()
+    cache.stored(cache.encoded(), {0: 1})
+    assert list(cache.clean) == [(0, "c"), (0, "b")]
+    assert cache.get(0, "a") == 1
+    assert list(cache.clean) == [(0, "b"), (0, "a")]
+    assert cache.get(0, "c") == 3  # evicted: read from the store again
+    assert store.reads == ["a", "b", "c", "a", "c"]
+
+
+def test_revoked_partitions_leave_the_clean_cache_and_are_read_from_the_store_again() -> None:
+    store = CountingStore({"a": "old", "b": "kept"})
+    cache = WriteBackTable("merged_requests", "merged_requests-changelog", store)
+    cache.get(0, "a")
+    cache.get(1, "b")
+    cache.drop([0])
+    assert cache.clean == {(1, "b"): "kept"}
+    store.data["a"] = "changed elsewhere"  # by the worker that had partition 0 meanwhile
+    assert cache.get(0, "a") == "changed elsewhere"
+    assert cache.get(1, "b") == "kept"
+    assert store.reads == ["a", "b", "a"]
 
 
 def test_keys_and_values_are_encoded_as_json_and_a_deletion_is_a_tombstone() -> None:
@@ -156,3 +275,32 @@ def test_a_flush_through_rocksdb_records_the_changelog_offset_of_each_partition(
         TP("merged_requests-changelog", 1): 20,
     }
     assert cache.get(1, "b") == {"n": 2}
+
+
+def test_a_flush_plan_sees_each_partitions_stored_values_from_before_the_flush() -> None:
+    store = FakeRocksDBStore()
+    store._db_for_partition(1).put(
+        encode_key(clock_key(1)), orjson.dumps({"stream_ms": 5, "open": [[0, "w\x1fold\x1f1"]]})
+    )
+    cache = WriteBackTable(
+        "stats_partials",
+        "stats_partials-changelog",
+        RocksDBPartitions(store, "stats_partials-changelog"),
+        flush_plan=flush_records,
+    )
+    for partition in (0, 1):
+        cache.set(partition, clock_key(partition), {"stream_ms": 50, "open": []})
+    cache.take()
+    encoded = cache.encoded()
+    opening = {p: orjson.loads(items[0][1] or b"") for p, items in encoded.items()}
+    assert opening == {
+        0: {"stream_ms": None, "open": []},
+        1: {"stream_ms": 5, "open": [[0, "w\x1fold\x1f1"]]},
+    }
+    assert [key for key, _ in encoded[1]] == [clock_key(1), clock_key(1)]  # the last one wins
+    cache.stored(encoded, {0: 1, 1: 1})
+    assert cache.get(1, clock_key(1)) == {"stream_ms": 50, "open": []}
+    assert orjson.loads(store.dbs[1].data[encode_key(clock_key(1))]) == {
+        "stream_ms": 50,
+        "open": [],
+    }
