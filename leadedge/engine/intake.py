@@ -86,10 +86,16 @@ class BatchConsumer(Consumer):
             async for item in super().getmany(timeout):
                 yield item
             return
-        generation_id = self.app.consumer_generation_id
+        # Taken before the fetch: a batch is applied only if no rebalance completed while
+        # it was fetched (the records of a partition revoked meanwhile are read again
+        # from the committed offset, where every assignment seeks to).
+        fetched_in = self.app.consumer_generation_id
         records, active_partitions = await self._wait_next_records(timeout)
         if records is None or self.should_stop:
             return
+        # Taken after it, for the other topics, as Faust's own `getmany` does: changelog
+        # records a table recovery is waiting for must not be dropped.
+        generation_id = self.app.consumer_generation_id
         if not self.flow_active:
             # Faust's own answer to a fetch while flow is stopped (a rebalance).
             await self.perform_seek()
@@ -103,7 +109,7 @@ class BatchConsumer(Consumer):
             # In slices, letting the loop run between them: a whole fetch at a time would
             # hold up the flushes, the web server and the heartbeats for seconds.
             for start in range(0, len(batch), self.slice_records):
-                if not self._still_ours(tp, generation_id):
+                if not self._still_ours(tp, fetched_in):
                     break
                 self._handle_batch(handler, tp, batch[start : start + self.slice_records])
                 await handler.wait_for_room()
