@@ -20,8 +20,8 @@ once, in its partition's order):
 * each window's total, as step 2 folds the partials topic (`merge_partial`), and as the
   sum of the last partial sent per (window, partition), is the reference count.
 
-History chunks are made 3 events long here, so a few events fill them and the flush's
-first `write()` (the history changelog) has something to lose.
+History chunks are made 2 events long here, so a few events fill them (and delete old
+ones) and the flush's first `write()` (the history changelog) has something to lose.
 """
 
 from __future__ import annotations
@@ -69,7 +69,10 @@ from tests.unit.leadedge.test_stats_properties import (
     results,
 )
 
-CHUNK = 3
+# History chunks of 2 events, the 2 newest full ones kept: chunks fill, and are
+# deleted, within a few events of one request.
+CHUNK = 2
+HISTORY_LENGTH = 2 * CHUNK
 MAX_CRASHES = 5
 # Enough events that a crash often cuts a flush holding several windows of one request.
 MIN_EVENTS = 10
@@ -184,7 +187,7 @@ def start(log: Log, kafka: CrashingKafka) -> Process:
 
     step = MergeStep(
         RecordProcessor(MergeRules(), Enricher(None), max_event_bytes=MAX_EVENT_BYTES),
-        history_length=CHUNK,
+        history_length=HISTORY_LENGTH,
         stats_lateness_ms=NO_LATENESS,
         merged=table("merged_requests", MERGED_CHANGELOG),
         history=table("request_history", HISTORY_CHANGELOG),
@@ -295,7 +298,7 @@ def test_crashes_in_any_flush_leave_every_result_as_if_each_event_applied_once(
     with mock.patch.object(history, "CHUNK_SIZE", CHUNK):
         log = asyncio.run(crash_and_replay(by_partition, data))
         kept_chunks = {
-            request_id: chunks_to_read(len(timeline), CHUNK)
+            request_id: chunks_to_read(len(timeline), HISTORY_LENGTH)
             for request_id, timeline in timelines.items()
         }
 
