@@ -141,8 +141,7 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"leadedge's own merge code (validate, merge, enrich, history, JSON) runs at"
             f" {pure:,.0f} events/s on one core with no framework around it ({us} µs per"
             " event); the worker also counts each event into its per-minute partials in the"
-            " same pass"
-            + (f", and reaches {merge / pure:.0%} of that figure." if merge else ".")
+            " same pass" + (f", and reaches {merge / pure:.0%} of that figure." if merge else ".")
         )
     faust_floor = results.get("faust_floor_eps")
     if faust_floor:

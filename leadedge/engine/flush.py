@@ -82,8 +82,6 @@ class BatchEngine:
         self.pending_records = 0
         self.first_pending_at: float | None = None
         self.failed = False
-        # When each indexed request was last updated (event time), for the freshness metric.
-        self._updated_s: list[float] = []
         self._lock = asyncio.Lock()
         self._due = asyncio.Event()
         self._flushed = asyncio.Event()
@@ -196,7 +194,7 @@ class BatchEngine:
             encoded[table.name] = table.encoded()
         history, *rest = tables
         reached = await self.kafka.write(changelog_records(history, encoded[history.name]))
-        outputs, documents = self._outputs(pending)
+        outputs, documents, updated_s = self._outputs(pending)
         records = [
             *(r for table in rest for r in changelog_records(table, encoded[table.name])),
             *outputs,
@@ -211,7 +209,7 @@ class BatchEngine:
             self._in_index.inc(pending.outcomes.get("merged", 0))
             self._out_index.inc(len(documents))
             now = time.time()
-            for updated in self._updated_s:
+            for updated in updated_s:
                 metrics.freshness_seconds.observe(max(now - updated, 0.0))
         else:
             reached.update(await self.kafka.write(records))
@@ -231,12 +229,13 @@ class BatchEngine:
             (time.monotonic() - started) * 1000,
         )
 
-    def _outputs(self, pending: Pending) -> tuple[list[OutRecord], list[Document]]:
+    def _outputs(self, pending: Pending) -> tuple[list[OutRecord], list[Document], list[float]]:
+        """The records to produce, the documents to index, and when each was updated."""
         topics = self.topics
         merged = self.step.merged
         records: list[OutRecord] = []
         documents: list[Document] = []
-        updated_s = self._updated_s = []
+        updated_s: list[float] = []
         for request_id, partition in pending.emit.items():
             # As this flush's changelog has it, not as records handled since have left it.
             state = merged.flushed_value(partition, request_id)
@@ -264,7 +263,7 @@ class BatchEngine:
             records.append(
                 OutRecord(topics.stats_partials, None, window_id.encode(), orjson.dumps(partial))
             )
-        return records, documents
+        return records, documents, updated_s
 
     def _rejected_documents(
         self, rejected: list[tuple[str, Any]], pending: Pending

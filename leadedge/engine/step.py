@@ -15,7 +15,7 @@ from typing import Any
 
 from leadedge.engine.write_back import WriteBackTable
 from leadedge.history import append, chunk_key, entry
-from leadedge.models import Event, Rejection, SourceRecord, State
+from leadedge.models import Event, Rejection, SourceRecord
 from leadedge.processing import Merged, RecordProcessor
 from leadedge.stats_state import UnsentPartials, plan_event
 
@@ -166,9 +166,3 @@ class MergeStep:
         for table in self.tables:
             table.drop(gone)
         self.pending.drop(gone)
-
-
-def state_of(merged: WriteBackTable, partition: int, request_id: str) -> State | None:
-    """A request's newest state as the step left it."""
-    value = merged.get(partition, request_id)
-    return value if isinstance(value, dict) else None
