@@ -21,6 +21,8 @@ class Merged:
     request_id: str
     state: State
     event: Event
+    # The event created the request (its first applied event): counted as a new request.
+    created: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,4 +71,4 @@ class RecordProcessor:
         if isinstance(outcome, Duplicate):
             return Skipped(event.id, outcome.why)
         assert isinstance(outcome, Applied)
-        return Merged(event.id, self.enricher.enrich(before, outcome.state), event)
+        return Merged(event.id, self.enricher.enrich(before, outcome.state), event, before is None)
