@@ -85,6 +85,7 @@ def build_engine(*, index: bool = True) -> BatchEngine:
         flush_interval_s=settings.flush_interval_ms / 1000,
         max_pending_records=settings.flush_max_records,
         on_fatal=app.crash,
+        stats_send_interval_s=settings.stats_send_interval_ms / 1000,
     )
 
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # written out, and how many records may wait at most before intake pauses for a flush.
     flush_interval_ms: int = Field(100, ge=1)
     flush_max_records: int = Field(20_000, ge=1)
+    # How often the per-minute partial counts changed since the last send are sent on
+    # (a full snapshot per window: the interval bounds how stale a stats window is).
+    stats_send_interval_ms: int = Field(1000, ge=1)
 
     # S3 archive
     s3_endpoint: str = "http://127.0.0.1:9000"

@@ -4,11 +4,12 @@ A window is one minute of event time (the event's `ts`, else its record timestam
 (project, source). It counts the events the merge applied, the requests they created
 (an id's first applied event) and the sum of each counter's increments.
 
-Exact under redelivery: which events count is decided exactly as the merge decides it,
-by running the merge's own `merge_event` on a small per-request *shape* (field kinds
-instead of values, plus the last applied source offset and event ids). So an event the
-merge rejects (type conflict, another project) or skips (redelivery, repeated event_id)
-is not counted, and nothing of the merge state is read from another agent.
+Exact under redelivery: only events the merge applies are counted, from the merge's own
+verdict, so an event it rejects (type conflict, another project) or skips (redelivery,
+repeated event_id) is not counted. A partial remembers the last source offset it counted,
+and the engine stores partials before the merged states (`leadedge.engine.flush`): a
+record replayed after a crash is either a redelivery to the merge (its partial holds it)
+or applied again, and then counted only if its partial does not hold it yet.
 
 Kafka delivers a window's events from every partition, and a Faust table entry lives in
 the partition of the record being handled, so counting happens in two steps:
@@ -30,17 +31,8 @@ from typing import Any
 
 import orjson
 
-from leadedge.merge import (
-    EVENT_IDS,
-    INCREMENT,
-    SOURCE,
-    Applied,
-    Duplicate,
-    MergeRules,
-    format_time,
-    merge_event,
-)
-from leadedge.models import Event, Rejection, State
+from leadedge.merge import INCREMENT, MergeRules, format_time
+from leadedge.models import Event, State
 
 WINDOW_MS = 60_000
 SOURCE_FIELD = "source"
@@ -101,57 +93,24 @@ def increments(fields: dict[str, Any], rules: MergeRules, path: str = "") -> dic
     return found
 
 
-def _kinds(fields: dict[str, Any]) -> dict[str, Any]:
-    # What the merge rules look at: a number (0), an object, or anything else (True).
-    kinds: dict[str, Any] = {}
-    for name, value in fields.items():
-        if isinstance(value, dict):
-            kinds[name] = _kinds(value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            kinds[name] = 0
-        else:
-            kinds[name] = True
-    return kinds
-
-
-def shape_of(state: State) -> State:
-    """A merge state reduced to what decides the merge's verdict on the next event."""
-    fields = {k: v for k, v in state.items() if not k.startswith("_")}
-    shape = _kinds({k: v for k, v in fields.items() if k not in {"id", "project", SOURCE_FIELD}})
-    shape.update({k: fields[k] for k in ("id", "project", SOURCE_FIELD) if k in fields})
-    for name in (SOURCE, EVENT_IDS):
-        if name in state:
-            shape[name] = state[name]
-    return shape
-
-
-def is_redelivery(shape: State | None, partition: int, offset: int) -> bool:
-    """True when the request already applied this partition's record at `offset` or later."""
-    last = shape.get(SOURCE) if shape else None
-    return last is not None and last[0] == partition and offset <= last[1]
-
-
 @dataclass(frozen=True, slots=True)
 class Counted:
-    """An event the merge applies: the request's new shape and what the event adds."""
+    """What an event the merge applied adds to its window."""
 
-    shape: State
     window: Window
     new_request: bool
     counters: dict[str, str]
 
 
-def count_event(
-    shape: State | None, event: Event, rules: MergeRules, source: tuple[int, int]
-) -> Counted | Duplicate | Rejection:
-    """The merge's verdict on `event`, and when it applies, what it adds to its window."""
-    outcome = merge_event(shape, event, rules, source)
-    if not isinstance(outcome, Applied):
-        return outcome
-    window = Window(
-        event.project, source_label(outcome.state.get(SOURCE_FIELD)), window_start(event.ts_ms)
-    )
-    return Counted(shape_of(outcome.state), window, shape is None, increments(event.fields, rules))
+def count_applied(event: Event, state: State, created: bool, rules: MergeRules) -> Counted:
+    """The window of an event the merge applied, and what it adds there.
+
+    `state` is the request after the event (its `source` names the window) and `created`
+    says whether the event created the request. Only applied events are counted, so the
+    merge's own verdict decides what counts: a rejected or repeated event never reaches here.
+    """
+    window = Window(event.project, source_label(state.get(SOURCE_FIELD)), window_start(event.ts_ms))
+    return Counted(window, created, increments(event.fields, rules))
 
 
 def new_partial(window: Window, partition: int) -> State:

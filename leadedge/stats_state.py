@@ -1,16 +1,15 @@
-"""What the stats agents store and send for one record: pure plans over a key lookup.
+"""What the stats steps store and send for one record: pure plans over a key lookup.
 
 Each step keeps everything it needs in one table, written while handling records of
 one partition, so all of a step's writes for a partition go to one changelog partition
-in order, and a crash keeps a prefix of them. A plan lists its writes in the order they
-must be made: the partition's clock (which lists the partials it keeps), then the
-partial count, then the request's shape. After a crash between two of them the replayed
-record finds its request not yet counted and its partial either without the offset
-(counted now) or holding it already (counted once), and a kept partial whose send was
-lost is sent again (`resend_keys`).
+in order, and a crash keeps a prefix of them. Step 1 counts the events the merge
+applied (`count_applied`); its partials are stored before the merged states, so a
+record replayed after a crash is either a redelivery to the merge or finds its partial
+without the offset (counted now) or holding it already (counted once). A kept partial
+whose send was lost is sent again (`kept_partials`).
 
-Step 1 (per `requests` partition): `r␟{id}` the request's shape, `w␟{window}␟{p}` the
-partial count, `c␟{p}` the partition's clock (stream time and the partials it keeps).
+Step 1 (per `requests` partition): `w␟{window}␟{p}` the partial count, `c␟{p}` the
+partition's clock (stream time and the partials it keeps).
 Step 2 (per partials partition): `{window id}` the total, `␟c␟{q}` the clock and
 `␟h␟{q}␟{hour}` the windows that start in that hour, so retention deletes by the hour.
 """
@@ -21,38 +20,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadedge.merge import MergeRules
-from leadedge.models import Event, Rejection, SourceRecord, State
+from leadedge.models import Event, SourceRecord, State
 from leadedge.stats import (
     Counted,
     Window,
     add_to_partial,
-    count_event,
     is_late,
     merge_partial,
     new_partial,
     observed_ms,
     window_document,
 )
-from leadedge.validate import parse_event
 
 SEP = "\x1f"
 HOUR_MS = 3_600_000
 # A closed partial stays this long (stream time) so a record replayed after a crash can
-# still send it again; see `resend_keys`.
+# still send it again; see `kept_partials`.
 KEEP_CLOSED_MS = 600_000
 
 Lookup = Callable[[str], Any]
 
 
-SHAPE_PREFIX = f"r{SEP}"
 PARTIAL_PREFIX = f"w{SEP}"
 CLOCK_PREFIX = f"c{SEP}"
-
-
-def shape_key(request_id: str) -> str:
-    """Step 1: the request's shape."""
-    return f"r{SEP}{request_id}"
 
 
 def partial_key(window_id: str, partition: int) -> str:
@@ -81,7 +71,7 @@ class Plan:
 
     writes: list[tuple[str, Any]] = field(default_factory=list)
     sends: list[tuple[str, State]] = field(default_factory=list)
-    # counted, late (its window had closed), skipped (bad, or not applied by the merge)
+    # counted, late (its window had closed), repeated (its partial holds it already)
     outcome: str = "counted"
 
 
@@ -96,8 +86,7 @@ def flush_records(changed: dict[str, Any], previous: Lookup) -> list[tuple[str, 
        before or after it (a partial is listed before it is stored, so a restart sends
        every stored one again), and no stream time that would make a replayed record
        late that was on time when first counted;
-    2. the partials, then the request shapes (a shape saying "counted" follows the
-       partial that holds the count);
+    2. the partials;
     3. the final clock, then the deletions of the partials it no longer lists: a prefix
        that ends between the two leaves a partial stored but unlisted (it is not sent
        again, and stays until the partition's store is rebuilt), never a replayed
@@ -121,17 +110,16 @@ def flush_records(changed: dict[str, Any], previous: Lookup) -> list[tuple[str, 
     partials = [
         (k, v) for k, v in changed.items() if v is not None and k.startswith(PARTIAL_PREFIX)
     ]
-    shapes = [(k, v) for k, v in changed.items() if v is not None and k.startswith(SHAPE_PREFIX)]
     deletions = [(k, v) for k, v in changed.items() if v is None]
-    return [*opening, *partials, *shapes, *((key, changed[key]) for key in clocks), *deletions]
+    return [*opening, *partials, *((key, changed[key]) for key in clocks), *deletions]
 
 
 class UnsentPartials:
     """Step 1's sends held back: the newest partial of each window of each partition.
 
     A partial is a full snapshot of its partition's count of a window, so only the
-    newest matters: sending it once per interval, and before every offset commit,
-    carries the same counts as one send per event, at a fraction of the records.
+    newest matters: sending the held ones once per interval carries the same counts as
+    one send per event, at a fraction of the records.
     """
 
     def __init__(self) -> None:
@@ -142,6 +130,10 @@ class UnsentPartials:
         for window_id, partial in sends:
             self._newest[(window_id, partition)] = partial
 
+    def update(self, newer: UnsentPartials) -> None:
+        """Keep what `newer` holds too, its partials replacing older ones of their window."""
+        self._newest.update(newer._newest)
+
     def take(self) -> list[tuple[str, State]]:
         """The (window id, partial) pairs held, in the order first held; none after."""
         taken = [(window_id, partial) for (window_id, _), partial in self._newest.items()]
@@ -149,7 +141,7 @@ class UnsentPartials:
         return taken
 
     def drop(self, partitions: set[int]) -> None:
-        """Forget what revoked partitions held: their records are counted again."""
+        """Forget what revoked partitions held: their next owner sends its kept partials."""
         for window_id, partition in list(self._newest):
             if partition in partitions:
                 del self._newest[(window_id, partition)]
@@ -158,71 +150,37 @@ class UnsentPartials:
         return len(self._newest)
 
 
-def plan_record(
+def plan_applied(
     lookup: Lookup,
     record: SourceRecord,
-    rules: MergeRules,
+    event: Event,
+    counted: Counted,
     *,
     lateness_ms: int,
-    max_event_bytes: int,
-    resend: bool = False,
 ) -> Plan:
-    """Step 1 for one `requests` record; `resend` first sends the partition's kept partials."""
-    event = parse_event(
-        record.value, key=record.key, record_ts_ms=record.timestamp_ms, max_bytes=max_event_bytes
-    )
-    return plan_event(lookup, record, event, rules, lateness_ms=lateness_ms, resend=resend)
-
-
-def plan_event(
-    lookup: Lookup,
-    record: SourceRecord,
-    event: Event | Rejection,
-    rules: MergeRules,
-    *,
-    lateness_ms: int,
-    resend: bool = False,
-) -> Plan:
-    """Step 1 for a record already parsed (the merge parsed it): no second decode."""
-    sends: list[tuple[str, State]] = []
-    if resend:
-        for key in resend_keys(lookup, record.partition):
-            partial = lookup(key)
-            if partial is not None:
-                window = Window(partial["project"], partial["source"], partial["start_ms"])
-                sends.append((window.id, partial))
-    if isinstance(event, Rejection):
-        return Plan(sends=sends, outcome="skipped")
-    shape = lookup(shape_key(event.id))
-    counted = count_event(shape, event, rules, (record.partition, record.offset))
-    if not isinstance(counted, Counted):
-        return Plan(sends=sends, outcome="skipped")
-    plan = plan_count(
+    """Step 1 for an event the merge applied (see `leadedge.stats.count_applied`)."""
+    return plan_count(
         lookup,
         counted,
-        request_id=event.id,
         partition=record.partition,
         offset=record.offset,
         event_ts_ms=event.ts_ms,
         record_ts_ms=record.timestamp_ms,
         lateness_ms=lateness_ms,
     )
-    plan.sends[:0] = sends
-    return plan
 
 
 def plan_count(
     lookup: Lookup,
     counted: Counted,
     *,
-    request_id: str,
     partition: int,
     offset: int,
     event_ts_ms: int,
     record_ts_ms: int,
     lateness_ms: int,
 ) -> Plan:
-    """Step 1 for an event the merge applies: expired partials, clock, partial, shape."""
+    """Step 1 for an event the merge applied: expired partials, clock, partial."""
     plan = Plan()
     clock = lookup(clock_key(partition)) or {"stream_ms": None, "open": []}
     previous = clock["stream_ms"]
@@ -237,7 +195,9 @@ def plan_count(
         key = partial_key(counted.window.id, partition)
         partial = lookup(key) or new_partial(counted.window, partition)
         updated = add_to_partial(partial, counted, offset)
-        if updated is not None:
+        if updated is None:
+            plan.outcome = "repeated"
+        else:
             partial_write.append((key, updated))
             plan.sends.append((counted.window.id, updated))
         if all(entry[1] != key for entry in kept):
@@ -251,20 +211,25 @@ def plan_count(
     if new_clock != clock:
         plan.writes.append((clock_key(partition), new_clock))
     plan.writes.extend(partial_write)
-    plan.writes.append((shape_key(request_id), counted.shape))
     return plan
 
 
-def resend_keys(lookup: Lookup, partition: int) -> list[str]:
-    """Step 1: every partial the partition keeps, to send again after a restart.
+def kept_partials(lookup: Lookup, partition: int) -> list[tuple[str, State]]:
+    """Step 1: every partial the partition keeps, as (window id, partial), to send again.
 
-    A send can be lost in a crash while the table write it goes with is kept; the
-    replayed records then skip as redeliveries. Sending the kept partials again before
-    the first record of each partition after a start covers that: a partial is a full
-    snapshot, so a repeat changes nothing.
+    A send can be lost in a crash while the offsets of the records it counted were
+    committed: nothing would send it again. Sending the kept partials again once a
+    process takes the partition over covers that; a partial is a full snapshot, so a
+    repeat changes nothing.
     """
     clock = lookup(clock_key(partition))
-    return [key for _, key in clock["open"]] if clock else []
+    found = []
+    for _, key in clock["open"] if clock else []:
+        partial = lookup(key)
+        if partial is not None:
+            window = Window(partial["project"], partial["source"], partial["start_ms"])
+            found.append((window.id, partial))
+    return found
 
 
 def plan_total(

@@ -2,11 +2,13 @@
 
 A flush takes what the step changed since the last one and, in order:
 
-1. sends the history chunks that filled (a state that no longer holds its open chunk
-   must never reach a changelog before the chunk does);
-2. sends, together, the changelog record of every other changed key, the current state
-   of every changed or redelivered request to `merged-requests`, the dead letters and the
-   newest stats partials, and indexes the same states in Elasticsearch in one bulk;
+1. sends the history chunks that filled and the changed stats partials (a state that no
+   longer holds its open chunk must never reach a changelog before the chunk does, and a
+   stored state means its events are counted: see `MergeStep.acknowledged_first`);
+2. sends, together, the changelog record of every changed request, its current state
+   (and that of every redelivered one) to `merged-requests` and the dead letters, and
+   indexes the same states in Elasticsearch in one bulk; when the stats interval is due,
+   the newest partial of each window changed since the last send goes with them;
 3. writes the local table stores, now that the changelog holds every value;
 4. acknowledges the source offsets, so Faust's next commit may include them.
 
@@ -16,6 +18,12 @@ found applied (the state carries its source offset) and their states published a
 Intake goes on while a flush is under way, into a new cache; once that holds
 `max_pending_records` records it waits for the flush, which bounds memory to two flushes'
 worth of changed state and stops reading while Kafka or Elasticsearch is away.
+
+Stats partials are sent once per `stats_send_interval_s`, not with every flush: each
+window's partial is a full snapshot, so one send per interval carries every count, and
+step 2 (`agents.stats`) reads a few records per second instead of one per window per
+flush. A flush for a commit on revocation or stop sends them all; after a crash, the
+partitions' next reader sends every kept partial again (`MergeStep.activate`).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from leadedge.engine.write_back import WriteBackTable, encode_key
 from leadedge.merge import COUNT, SOURCE, UPDATED, merged_request
 from leadedge.models import Rejection, SourceRecord
 from leadedge.sinks.elasticsearch import Document, ElasticsearchSink
+from leadedge.stats_state import UnsentPartials
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,7 @@ class BatchEngine:
         flush_interval_s: float,
         max_pending_records: int,
         on_fatal: Callable[[BaseException], Awaitable[None]],
+        stats_send_interval_s: float = 1.0,
     ) -> None:
         self.step = step
         self.kafka = kafka
@@ -76,7 +86,11 @@ class BatchEngine:
         self.flush_interval_s = flush_interval_s
         self.max_pending_records = max_pending_records
         self.on_fatal = on_fatal
+        self.stats_send_interval_s = stats_send_interval_s
         self.ack: Ack | None = None
+        # Partials whose changelog is acknowledged, waiting for the next stats send.
+        self.unsent = UnsentPartials()
+        self.partials_sent_at = time.monotonic()
         # Per source partition: [first, last offset, records] applied since the last flush.
         self.offsets: dict[TP, list[int]] = {}
         self.pending_records = 0
@@ -126,8 +140,15 @@ class BatchEngine:
             self._due.set()
             await self._flushed.wait()
 
+    def activate(self, tps: set[TP]) -> None:
+        """The `requests` partitions being read now: see `MergeStep.activate`."""
+        partitions = {tp.partition for tp in tps if tp.topic == self.topics.requests}
+        if self.step.activate(partitions):
+            self._due.set()
+
     def drop(self, tps: set[TP]) -> None:
         """Forget unflushed work of revoked partitions; their records are read again."""
+        self.unsent.drop({tp.partition for tp in tps if tp.topic == self.topics.requests})
         for tp in tps:
             span = self.offsets.pop(tp, None)
             if span is not None:
@@ -141,30 +162,46 @@ class BatchEngine:
     # Flush side.
 
     async def run(self) -> None:
-        """Flush whenever the oldest unflushed record is `flush_interval_s` old, or on size."""
+        """Flush when the oldest unflushed record is due, on size, and for held partials."""
         while not self.failed:
-            await self._due.wait()
             self._due.clear()
-            started = self.first_pending_at
-            if started is None:
-                continue
-            wait_s = started + self.flush_interval_s - time.monotonic()
-            if wait_s > 0 and self.pending_records < self.max_pending_records:
+            wait_s = self._until_due()
+            if wait_s is None or wait_s > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._due.wait(), wait_s)
-                self._due.clear()
-            await self.flush()
+                continue
+            await self.flush(send_partials=self._partials_due())
 
-    async def flush(self) -> bool:
-        """Deliver everything applied so far; True once it is stored and acknowledged."""
+    def _until_due(self) -> float | None:
+        """Seconds until the next flush is due; None when nothing waits for one."""
+        if self.pending_records >= self.max_pending_records:
+            return 0.0
+        deadlines = []
+        if self.first_pending_at is not None:
+            deadlines.append(self.first_pending_at + self.flush_interval_s)
+        if self.unsent or self.step.pending.partials:
+            deadlines.append(self.partials_sent_at + self.stats_send_interval_s)
+        if not deadlines:
+            return None
+        return max(min(deadlines) - time.monotonic(), 0.0)
+
+    def _partials_due(self) -> bool:
+        return time.monotonic() >= self.partials_sent_at + self.stats_send_interval_s
+
+    async def flush(self, *, send_partials: bool = True) -> bool:
+        """Deliver everything applied so far; True once it is stored and acknowledged.
+
+        `send_partials` off keeps the stats partials held for the next interval's send.
+        """
         async with self._lock:
             if self.failed:
                 return False
-            if not self.offsets and not self.step.pending.emit:
+            partials = bool(self.unsent or self.step.pending.partials)
+            if not self.offsets and not self.step.pending.emit and not partials:
                 self._flushed.set()
                 return True
             try:
-                await self._flush_locked()
+                await self._flush_locked(send_partials)
             except Exception as exc:
                 # Nothing of this flush is acknowledged: a restart reads it again.
                 self.failed = True
@@ -179,24 +216,45 @@ class BatchEngine:
     @property
     def all_delivered(self) -> bool:
         """True when nothing applied is waiting for a flush and no flush failed."""
-        return not self.failed and not self.offsets and not self.step.pending.emit
+        pending = self.step.pending
+        return (
+            not self.failed
+            and not self.offsets
+            and not pending.emit
+            and not pending.partials
+            and not self.unsent
+        )
 
-    async def _flush_locked(self) -> None:
+    async def _flush_locked(self, send_partials: bool) -> None:
         started = time.monotonic()
         offsets, self.offsets = self.offsets, {}
         self.pending_records = 0
         self.first_pending_at = None
         pending = self.step.take()
+        self.unsent.update(pending.partials)
         tables = self.step.tables
         encoded = {}
         for table in tables:
             table.take()
             encoded[table.name] = table.encoded()
-        history, *rest = tables
-        reached = await self.kafka.write(changelog_records(history, encoded[history.name]))
+        before_states = self.step.acknowledged_first
+        reached = await self.kafka.write(
+            [r for table in before_states for r in changelog_records(table, encoded[table.name])]
+        )
         outputs, documents, updated_s = self._outputs(pending)
+        if send_partials:
+            self.partials_sent_at = time.monotonic()
+            outputs.extend(
+                OutRecord(self.topics.stats_partials, None, window_id.encode(), orjson.dumps(p))
+                for window_id, p in self.unsent.take()
+            )
         records = [
-            *(r for table in rest for r in changelog_records(table, encoded[table.name])),
+            *(
+                r
+                for table in tables
+                if table not in before_states
+                for r in changelog_records(table, encoded[table.name])
+            ),
             *outputs,
         ]
         if self.elasticsearch is not None and documents:
@@ -258,10 +316,6 @@ class BatchEngine:
                     record.value or b"",
                     dead_letter_headers(record, rejection, now_ms),
                 )
-            )
-        for window_id, partial in pending.partials.take():
-            records.append(
-                OutRecord(topics.stats_partials, None, window_id.encode(), orjson.dumps(partial))
             )
         return records, documents, updated_s
 

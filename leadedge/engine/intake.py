@@ -51,6 +51,10 @@ class BatchHandler(Protocol):
         """Forget unflushed records of revoked partitions."""
         ...
 
+    def activate(self, tps: set[TP]) -> None:
+        """The topic's partitions being read now, their tables recovered."""
+        ...
+
     @property
     def all_delivered(self) -> bool:
         """True when everything handed over is stored (a clean stop)."""
@@ -100,6 +104,15 @@ class BatchConsumer(Consumer):
             # Faust's own answer to a fetch while flow is stopped (a rebalance).
             await self.perform_seek()
             return
+        if active_partitions:
+            for topic, reader in self.batch_handlers.items():
+                reader.activate(
+                    {
+                        tp
+                        for tp in active_partitions
+                        if tp.topic == topic and self._still_ours(tp, fetched_in)
+                    }
+                )
         others: dict[TP, list[Any]] = {}
         for tp, batch in records.items():
             handler = self.batch_handlers.get(tp.topic)

@@ -1,12 +1,14 @@
 """The per-event work of the batch engine, done once per event into write-back tables.
 
-One pass per record: parse, merge, enrich, history, per-minute count. Each record of a
-partition's batch is applied in offset order; what the outside world is owed (states to
-publish, dead letters, partial counts) waits for the next flush in `Pending`.
+One pass per record: parse, merge, enrich, history, per-minute count (from the merge's
+verdict: only applied events count). Each record of a partition's batch is applied in
+offset order; what the outside world is owed (states to publish, dead letters, partial
+counts) waits for the next flush in `Pending`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -15,25 +17,12 @@ from typing import Any
 
 from leadedge.engine.write_back import WriteBackTable
 from leadedge.history import append, chunk_key, entry
-from leadedge.models import Event, Rejection, SourceRecord
+from leadedge.models import Rejection, SourceRecord
 from leadedge.processing import Merged, RecordProcessor
-from leadedge.stats_state import UnsentPartials, plan_event
+from leadedge.stats import count_applied
+from leadedge.stats_state import UnsentPartials, kept_partials, plan_applied
 
 log = logging.getLogger(__name__)
-
-
-class Resends:
-    """The partitions whose kept partials were sent again since the process started."""
-
-    def __init__(self) -> None:
-        self.done: set[int] = set()
-
-    def due(self, partition: int) -> bool:
-        """True once per partition per process: before its first record."""
-        if partition in self.done:
-            return False
-        self.done.add(partition)
-        return True
 
 
 @dataclass
@@ -75,13 +64,41 @@ class MergeStep:
         self.merged = merged
         self.history = history
         self.partials = partials
-        self.resends = Resends()
+        # The partitions whose kept partials were sent again since they were assigned.
+        self.resent: set[int] = set()
         self.pending = Pending()
 
     @property
     def tables(self) -> tuple[WriteBackTable, ...]:
         """The tables this step writes, in the order their changes are flushed."""
-        return (self.history, self.merged, self.partials)
+        return (*self.acknowledged_first, self.merged)
+
+    @property
+    def acknowledged_first(self) -> tuple[WriteBackTable, ...]:
+        """The tables whose changes Kafka must acknowledge before the merged states'.
+
+        History: a state that no longer holds its open chunk must never reach the
+        changelog before the chunk does. Partials: a request whose state is stored has
+        its events counted, so a replayed redelivery is rightly not counted again.
+        """
+        return (self.history, self.partials)
+
+    def activate(self, partitions: Iterable[int]) -> bool:
+        """Partitions this process reads (their tables recovered): send their kept partials.
+
+        A partial's send may have been lost in a crash after the offsets of what it
+        counted were committed; the first time a process reads a partition, it sends
+        every partial the partition keeps again. True when anything was queued.
+        """
+        queued = False
+        for partition in partitions:
+            if partition in self.resent:
+                continue
+            self.resent.add(partition)
+            kept = kept_partials(functools.partial(self.partials.get, partition), partition)
+            self.pending.partials.add(partition, kept)
+            queued = queued or bool(kept)
+        return queued
 
     def apply(self, records: Sequence[Any]) -> None:
         """Apply one partition's fetched records (aiokafka `ConsumerRecord`s) in order."""
@@ -89,15 +106,20 @@ class MergeStep:
             record = SourceRecord(
                 raw.topic, raw.partition, raw.offset, raw.timestamp, raw.key, raw.value
             )
-            event = self.merge(record)
-            self.count(record, event)
+            merged = self.merge(record)
+            if merged is None:
+                self.pending.stats_outcomes["skipped"] += 1
+            else:
+                self.count(record, merged)
 
-    def merge(self, record: SourceRecord) -> Event | Rejection:
-        """Merge one record's event into its request; a bad one becomes a dead letter."""
+    def merge(self, record: SourceRecord) -> Merged | None:
+        """Merge one record's event into its request; a bad one becomes a dead letter.
+
+        Returns the outcome when the merge applied the event (it is then counted).
+        """
         partition = record.partition
         merged = self.merged
         pending = self.pending
-        event: Event | Rejection = Rejection("internal_error", "not parsed")
         try:
             event = self.processor.parse(record)
             outcome = self.processor.process_event(
@@ -111,6 +133,7 @@ class MergeStep:
                 merged.set(partition, outcome.request_id, outcome.state)
                 pending.emit[outcome.request_id] = partition
                 pending.outcomes["merged"] += 1
+                return outcome
             else:
                 # A redelivery re-publishes the current state: a crash between the
                 # changelog's acknowledgement and the outputs' leaves nothing behind.
@@ -120,7 +143,7 @@ class MergeStep:
             log.exception("merge failed for %s[%d]@%d", record.topic, partition, record.offset)
             pending.dead_letters.append((record, Rejection("internal_error", repr(exc))))
             pending.outcomes["dead_letter"] += 1
-        return event
+        return None
 
     def record_history(self, partition: int, merged: Merged, record: SourceRecord) -> None:
         """Append the event to its request's timeline, the open chunk in the state.
@@ -134,18 +157,20 @@ class MergeStep:
             if full.drop is not None:
                 self.history.delete(partition, chunk_key(merged.request_id, full.drop))
 
-    def count(self, record: SourceRecord, event: Event | Rejection) -> None:
-        """Step 1 of the per-minute stats for one record (see `leadedge.stats_state`)."""
+    def count(self, record: SourceRecord, merged: Merged) -> None:
+        """Step 1 of the per-minute stats for an applied event (see `leadedge.stats_state`)."""
         partition = record.partition
         partials = self.partials
         try:
-            plan = plan_event(
+            counted = count_applied(
+                merged.event, merged.state, merged.created, self.processor.rules
+            )
+            plan = plan_applied(
                 lambda key: partials.get(partition, key),
                 record,
-                event,
-                self.processor.rules,
+                merged.event,
+                counted,
                 lateness_ms=self.stats_lateness_ms,
-                resend=self.resends.due(partition),
             )
             for key, value in plan.writes:
                 partials.set(partition, key, value)
@@ -166,3 +191,4 @@ class MergeStep:
         for table in self.tables:
             table.drop(gone)
         self.pending.drop(gone)
+        self.resent.difference_update(gone)

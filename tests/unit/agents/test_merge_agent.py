@@ -251,7 +251,7 @@ def test_the_engine_is_wired_to_the_apps_tables_topics_and_settings(wired: Batch
     )
     step = wired.step
     for cache, table in zip(
-        step.tables, (request_history, merged_requests, stats_partials), strict=True
+        step.tables, (request_history, stats_partials, merged_requests), strict=True
     ):
         assert cache.name == table.name
         assert cache.changelog_topic == table.changelog_topic.get_topic_name()

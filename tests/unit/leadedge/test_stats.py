@@ -7,14 +7,15 @@ from typing import Any
 import orjson
 import pytest
 
-from leadedge.merge import Duplicate, MergeRules
-from leadedge.models import Event, Rejection, SourceRecord
+from leadedge.enrich import Enricher
+from leadedge.merge import MergeRules
+from leadedge.models import Event, SourceRecord
+from leadedge.processing import Merged, RecordProcessor
 from leadedge.stats import (
     WINDOW_MS,
-    Counted,
     Window,
     add_numbers,
-    count_event,
+    count_applied,
     increments,
     merge_partial,
     source_label,
@@ -24,11 +25,12 @@ from leadedge.stats import (
 from leadedge.stats_state import (
     HOUR_MS,
     KEEP_CLOSED_MS,
+    Plan,
     UnsentPartials,
     clock_key,
-    plan_record,
+    kept_partials,
+    plan_applied,
     plan_total,
-    shape_key,
 )
 
 T0 = 1_700_000_040_000  # 2023-11-14T22:14:00Z, a minute boundary
@@ -42,12 +44,20 @@ def record(value: Any, offset: int, partition: int = 0, ts: int = T0) -> SourceR
 
 
 class Table(dict[str, Any]):
-    """The agent's table as a dict; applies a plan's writes like `agents.stats.apply`."""
+    """Step 1's table as a dict, beside the merge's states, as the engine's step runs them."""
 
-    def run(self, rec: SourceRecord, lateness_ms: int = 300_000, resend: bool = False) -> Any:
-        plan = plan_record(
-            self.get, rec, RULES, lateness_ms=lateness_ms, max_event_bytes=65536, resend=resend
-        )
+    def __init__(self) -> None:
+        super().__init__()
+        self.states: dict[str, Any] = {}
+        self.processor = RecordProcessor(RULES, Enricher(None), max_event_bytes=65536)
+
+    def run(self, rec: SourceRecord, lateness_ms: int = 300_000) -> Plan:
+        outcome = self.processor.process(rec, self.states.get)
+        if not isinstance(outcome, Merged):
+            return Plan(outcome="skipped")
+        self.states[outcome.request_id] = outcome.state
+        counted = count_applied(outcome.event, outcome.state, outcome.created, RULES)
+        plan = plan_applied(self.get, rec, outcome.event, counted, lateness_ms=lateness_ms)
         for key, value in plan.writes:
             if value is None:
                 self.pop(key, None)
@@ -92,35 +102,16 @@ def event(request_id: str, **fields: Any) -> Event:
     return Event(id=request_id, project="default", ts_ms=T0 + 5_000, event_id=None, fields=fields)
 
 
-def test_counting_follows_the_merge_verdict() -> None:
-    first = count_event(None, event("r", source=2, clicks="+1", tag="x"), RULES, (0, 0))
-    assert isinstance(first, Counted)
+def test_an_applied_event_counts_in_its_requests_source_window() -> None:
+    first = count_applied(
+        event("r", source=2, clicks="+1", tag="x"), {"source": 2}, created=True, rules=RULES
+    )
     assert first.new_request and first.window == Window("default", "2", T0)
     assert first.counters == {"clicks": "+1"}
-    second = count_event(first.shape, event("r", clicks="+3"), RULES, (0, 1))
-    assert isinstance(second, Counted) and not second.new_request
+    second = count_applied(event("r", clicks="+3"), {"source": 2}, created=False, rules=RULES)
+    assert not second.new_request
     assert second.window.source == "2"  # the request's source, not the event's
-    assert isinstance(count_event(second.shape, event("r", clicks="+1"), RULES, (0, 1)), Duplicate)
-    conflict = count_event(second.shape, event("r", tag="+1"), RULES, (0, 2))
-    assert isinstance(conflict, Rejection) and conflict.reason == "type_conflict"
-    other = Event(id="r", project="other", ts_ms=T0, event_id=None, fields={})
-    assert isinstance(count_event(second.shape, other, RULES, (0, 3)), Rejection)
-
-
-def test_the_shape_keeps_kinds_not_values() -> None:
-    counted = count_event(
-        None, event("r", source=2, ua="Mozilla/5.0 " * 50, clicks="+7", o={"a": 1}), RULES, (0, 0)
-    )
-    assert isinstance(counted, Counted)
-    assert counted.shape == {
-        "id": "r",
-        "project": "default",
-        "source": 2,
-        "ua": True,
-        "clicks": 0,
-        "o": {"a": 0},
-        "_src": [0, 0],
-    }
+    assert second.counters == {"clicks": "+3"}
 
 
 def test_a_record_counts_once_and_bad_ones_not_at_all() -> None:
@@ -144,7 +135,7 @@ def test_an_event_after_its_window_closed_is_not_counted() -> None:
     table.run(record({"id": "b", "source": 1, "ts": later}, 1, ts=later))
     plan = table.run(record({"id": "c", "source": 1, "ts": T0 + 1}, 2, ts=later))
     assert plan.outcome == "late" and plan.sends == []
-    assert shape_key("c") in table  # the merge applied it: its shape follows
+    assert "c" in table.states  # the merge applied it all the same
     just_in_time = table.run(record({"id": "d", "ts": T0 + 2 * WINDOW_MS}, 3, ts=later))
     assert just_in_time.outcome == "counted"
 
@@ -169,13 +160,26 @@ def test_a_future_ts_moves_the_clock_only_as_far_as_its_record_time() -> None:
     assert table.run(record({"id": "b"}, 1, ts=T0 + 1)).outcome == "counted"
 
 
-def test_after_a_start_the_kept_partials_are_sent_again_first() -> None:
+def test_every_kept_partial_of_a_partition_can_be_sent_again() -> None:
     table = Table()
     table.run(record({"id": "a", "source": 1}, 0))
     table.run(record({"id": "b", "source": 2}, 1))
-    plan = table.run(record({"id": "a"}, 0), resend=True)  # a redelivery
-    assert [doc["source"] for _, doc in plan.sends] == ["1", "2"]
-    assert plan.outcome == "skipped"
+    table.run(record({"id": "c", "source": 2}, 0, partition=1))
+    kept = kept_partials(table.get, 0)
+    assert [(doc["source"], doc["events"]) for _, doc in kept] == [("1", 1), ("2", 1)]
+    assert [window_id for window_id, _ in kept] == [
+        Window("default", "1", T0).id,
+        Window("default", "2", T0).id,
+    ]
+    assert kept_partials({}.get, 0) == []
+
+
+def test_a_replayed_record_already_in_its_partial_is_not_counted_again() -> None:
+    table = Table()
+    table.run(record({"id": "a", "source": 1, "clicks": "+1"}, 0))
+    table.states.clear()  # the merged state was lost in a crash, the partial was not
+    plan = table.run(record({"id": "a", "source": 1, "clicks": "+1"}, 0))
+    assert plan.outcome == "repeated" and plan.sends == []
 
 
 def partial(partition: int, src: int, events: int, **counters: Any) -> dict[str, Any]:

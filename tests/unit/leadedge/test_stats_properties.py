@@ -1,14 +1,12 @@
-"""The aggregates through crashes: equal to applying each event exactly once.
+"""The aggregates under redelivery: equal to counting each applied event exactly once.
 
-A model of the worker: step 1 writes each record's plan to its partition's changelog and
-sends its partials; a crash keeps any prefix of each changelog, commits only records whose
-writes all persisted, loses any send after the commit, and restarts from the committed
-offsets with a fresh process (so kept partials are sent again). The reference merges
-full states with `merge_event` and counts every applied event once.
-
-The worker holds partials back and sends the newest of each window before each commit
-(`agents.stats.send_partials`): a snapshot that holds at least what the model's per-record
-sends before the commit hold, so the model covers it.
+Step 1 counts what the merge applies (`count_applied`, `plan_applied`) into a partition's
+partials; here each partition's records are read with redeliveries (a run of records read
+again from an earlier offset, as after a rebalance), through the real merge and step 1
+over plain dicts, and the totals step 2 folds from every partial sent are compared with a
+reference that merges full states with `merge_event` and counts every applied event once.
+Crashes that cut a flush are covered with the real engine in
+`tests/unit/leadedge/engine/test_crash_properties.py`, which uses the helpers here.
 """
 
 from __future__ import annotations
@@ -21,10 +19,19 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadedge.enrich import Enricher
 from leadedge.merge import Applied, MergeRules, merge_event
 from leadedge.models import Event, SourceRecord
-from leadedge.stats import increments, merge_partial, source_label, window_document, window_start
-from leadedge.stats_state import plan_record
+from leadedge.processing import Merged, RecordProcessor
+from leadedge.stats import (
+    count_applied,
+    increments,
+    merge_partial,
+    source_label,
+    window_document,
+    window_start,
+)
+from leadedge.stats_state import plan_applied
 from leadedge.validate import parse_event
 
 T0 = 1_700_000_040_000
@@ -111,64 +118,32 @@ def results(delivered: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
 
 @settings(max_examples=300, deadline=None)
 @given(events=st.lists(EVENT, max_size=40), data=st.data())
-def test_crashes_and_replays_count_every_applied_event_exactly_once(
+def test_redelivered_records_count_every_applied_event_exactly_once(
     events: list[Any], data: st.DataObject
 ) -> None:
     by_partition = records_of(events)
-    logs: dict[int, list[tuple[int, str, Any]]] = defaultdict(list)  # (offset, key, value)
-    committed = dict.fromkeys(range(PARTITIONS), 0)
+    processor = RecordProcessor(RULES, Enricher(None), max_event_bytes=65536)
+    states: dict[str, Any] = {}
+    partials: dict[str, Any] = {}
     delivered: list[dict[str, Any]] = []
-    crashes = data.draw(st.integers(0, 3))
-    for crash in range(crashes + 1):
-        last_round = crash == crashes
-        table: dict[str, Any] = {}
-        for p in range(PARTITIONS):
-            for _, key, value in logs[p]:
-                table[key] = value
-                if value is None:
-                    del table[key]
-        started: set[int] = set()
-        for p in range(PARTITIONS):
-            records = by_partition.get(p, [])
-            stop = (
-                len(records) if last_round else data.draw(st.integers(committed[p], len(records)))
-            )
-            sends: list[tuple[int, dict[str, Any]]] = []
-            base = len(logs[p])
-            ends: list[tuple[int, int]] = []  # (offset, log length after its writes)
-            for rec in records[committed[p] : stop]:
-                plan = plan_record(
-                    table.get,
-                    rec,
-                    RULES,
-                    lateness_ms=NO_LATENESS,
-                    max_event_bytes=65536,
-                    resend=rec.partition not in started,
-                )
-                started.add(rec.partition)
-                for key, value in plan.writes:
-                    logs[p].append((rec.offset, key, value))
-                    if value is None:
-                        table.pop(key, None)
-                    else:
-                        table[key] = value
-                ends.append((rec.offset, len(logs[p])))
-                sends.extend((rec.offset, partial) for _, partial in plan.sends)
-            if last_round:
-                delivered.extend(partial for _, partial in sends)
+    for records in by_partition.values():
+        position = 0
+        while position < len(records):
+            # Read on, or go back to an earlier offset and read again from there.
+            if position and data.draw(st.integers(0, 3)) == 0:
+                position = data.draw(st.integers(0, position - 1))
+            rec = records[position]
+            position += 1
+            outcome = processor.process(rec, states.get)
+            if not isinstance(outcome, Merged):
                 continue
-            # The crash: a prefix of this run's writes persisted; the commit covers only
-            # records all of whose writes did; any send after the commit may be lost.
-            cut = base + data.draw(st.integers(0, len(logs[p]) - base))
-            del logs[p][cut:]
-            complete = committed[p]
-            for offset, end in ends:
-                if end > cut:
-                    break
-                complete = offset + 1
-            new_commit = data.draw(st.integers(committed[p], complete))
-            for offset, partial in sends:
-                if offset < new_commit or data.draw(st.booleans()):
-                    delivered.append(partial)
-            committed[p] = new_commit
+            states[outcome.request_id] = outcome.state
+            counted = count_applied(outcome.event, outcome.state, outcome.created, RULES)
+            plan = plan_applied(partials.get, rec, outcome.event, counted, lateness_ms=NO_LATENESS)
+            for key, value in plan.writes:
+                if value is None:
+                    partials.pop(key, None)
+                else:
+                    partials[key] = value
+            delivered.extend(partial for _, partial in plan.sends)
     assert results(delivered) == reference(by_partition)

@@ -199,6 +199,7 @@ def build(
     stats_lateness_ms: int = 300_000,
     max_pending_records: int = 10_000,
     flush_interval_s: float = 60.0,
+    stats_send_interval_s: float = 60.0,
     stores: dict[str, dict[str, Any]] | None = None,
 ) -> Harness:
     """A `MergeStep` and `BatchEngine` as `agents.merge.build_engine` wires them."""
@@ -239,6 +240,7 @@ def build(
         flush_interval_s=flush_interval_s,
         max_pending_records=max_pending_records,
         on_fatal=on_fatal,
+        stats_send_interval_s=stats_send_interval_s,
     )
     harness = Harness(engine, kafka, elasticsearch, stores)
     engine.ack = lambda tp, first, last: harness.acks.append((tp, first, last))

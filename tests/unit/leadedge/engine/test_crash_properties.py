@@ -8,7 +8,10 @@ the flush's later calls write nothing. The crashed process is gone; the next one
 rebuilds its table stores from the changelogs (as after an unclean stop) and reads each
 source partition from its committed offset: the end of an acknowledged range, or an
 older one (Faust commits acknowledged offsets now and then, so a crash can lose the
-newest). The last run reads everything and flushes without a crash.
+newest). Flushes are either on demand (the held stats partials sent) or like the
+interval's (partials held back for a later send, and lost in a crash after their records'
+offsets are committed); each new process is told it reads every partition, so it sends
+the partials it keeps again. The last run reads everything and flushes without a crash.
 
 Then, against the references of `test_stats_properties` (each applied event applied
 once, in its partition's order):
@@ -21,7 +24,8 @@ once, in its partition's order):
   sum of the last partial sent per (window, partition), is the reference count.
 
 History chunks are made 2 events long here, so a few events fill them (and delete old
-ones) and the flush's first `write()` (the history changelog) has something to lose.
+ones) and the flush's first `write()` (the history and partials changelogs) has something
+to lose.
 """
 
 from __future__ import annotations
@@ -248,11 +252,14 @@ async def crash_and_replay(by_partition: dict[int, list[SourceRecord]], data: st
         kafka = CrashingKafka(log, data)
         process = start(log, kafka)
         engine, fatal, acked = process.engine, process.fatal, process.acked
+        # The consumer tells the engine which partitions it reads (all of them here).
+        engine.activate({TP(REQUESTS, p) for p in range(PARTITIONS)})
         position = dict(committed)
         while True:
             left = [p for p in range(PARTITIONS) if position[p] < len(fetched[p])]
             # Mostly feeding: a crash then cuts a flush of many records.
-            choices = ["feed", "feed", "feed", "flush"] if left else []
+            # An interval flush mostly holds the partials back; any flush may send them.
+            choices = ["feed", "feed", "feed", "flush", "interval flush"] if left else []
             if not last_run:
                 choices.append("crash")
             if not choices:
@@ -266,10 +273,12 @@ async def crash_and_replay(by_partition: dict[int, list[SourceRecord]], data: st
                 position[p] += size
             elif action == "flush":
                 assert await engine.flush()
+            elif action == "interval flush":
+                assert await engine.flush(send_partials=False)
             else:
                 kafka.crash_in = data.draw(st.integers(0, 1), label="crash in write() call")
                 kafka.calls = 0
-                flushed = await engine.flush()
+                flushed = await engine.flush(send_partials=data.draw(st.booleans()))
                 # A flush with nothing to deliver writes nothing: the crash comes after it.
                 assert (not flushed and len(fatal) == 1) or (flushed and kafka.calls == 0)
                 break

@@ -178,7 +178,7 @@ async def test_the_partials_changelog_opens_with_the_clock_and_ends_with_the_del
     )
     changelog = harness.kafka.changelog(PARTIALS_CHANGELOG)
     order = ["deleted" if value is None else key.split(SEP)[0] for key, value in changelog]
-    assert order == ["c", "w", "r", "r", "c", "deleted"]
+    assert order == ["c", "w", "c", "deleted"]
     (_, opening), *_, (_, final), (deleted, _) = changelog
     # The opening clock has the stream time from before the flush (none yet) and lists
     # every partial stored after it; the expired one was never stored, so it is not listed.
@@ -188,7 +188,7 @@ async def test_the_partials_changelog_opens_with_the_clock_and_ends_with_the_del
     assert deleted.split(SEP)[0] == "w" and deleted not in harness.partials
     # The expired partial was still sent: its window's total must hold its count.
     assert [partial["events"] for _, partial in harness.kafka.partials()] == [1, 1]
-    assert {key.split(SEP)[0] for key in harness.partials} == {"c", "w", "r"}
+    assert {key.split(SEP)[0] for key in harness.partials} == {"c", "w"}
     assert harness.partials[changelog[0][0]] == final
 
 
@@ -200,9 +200,9 @@ async def test_a_partitions_opening_clock_keeps_its_stored_stream_time_and_parti
     assert await harness.run(
         [record(b'{"id":"b","source":"web"}', b"b", offset=1, timestamp_ms=later)]
     )
-    changelog = harness.kafka.changelog(PARTIALS_CHANGELOG)[4:]
+    changelog = harness.kafka.changelog(PARTIALS_CHANGELOG)[3:]
     order = ["deleted" if value is None else key.split(SEP)[0] for key, value in changelog]
-    assert order == ["c", "w", "r", "c", "deleted"]
+    assert order == ["c", "w", "c", "deleted"]
     (_, opening), *_, (_, final), (deleted, _) = changelog
     assert opening["stream_ms"] == stored["stream_ms"] == NOW_MS
     # Listed before the flush and after it: a crash anywhere in it resends both.
@@ -223,6 +223,8 @@ async def test_history_chunks_reach_kafka_in_a_write_before_the_states_without_t
         )
 
     assert first_write_with(HISTORY_CHANGELOG) < first_write_with(MERGED_CHANGELOG)
+    # The partials too: a stored state means its events are counted.
+    assert first_write_with(PARTIALS_CHANGELOG) == first_write_with(HISTORY_CHANGELOG)
     [(key, entries)] = harness.kafka.changelog(HISTORY_CHANGELOG)
     assert key == chunk_key("h", 0)
     assert [entry["fields"]["i"] for entry in entries] == list(range(CHUNK_SIZE))
@@ -354,6 +356,49 @@ async def test_the_engine_flushes_on_its_interval() -> None:
         await eventually(lambda: harness.acks == [(TP0, 0, 0)])
         harness.handle(records([b'{"id":"a"}'], b"a", first_offset=1))
         await eventually(lambda: harness.acks == [(TP0, 0, 0), (TP0, 1, 1)])
+    finally:
+        running.cancel()
+
+
+async def test_interval_flushes_hold_the_partials_until_the_stats_interval() -> None:
+    harness = build(flush_interval_s=0.01, stats_send_interval_s=3600)
+    running = asyncio.create_task(harness.engine.run())
+    try:
+        harness.handle(records([b'{"id":"a","source":"web"}'], b"a"))
+        await eventually(lambda: harness.acks == [(TP0, 0, 0)])
+        harness.handle(records([b'{"id":"b","source":"web"}'], b"b", first_offset=1))
+        await eventually(lambda: len(harness.acks) == 2)
+        # Stored and acknowledged, and not sent: the newest partial waits for the interval.
+        assert len(harness.kafka.changelog(PARTIALS_CHANGELOG)) > 0
+        assert harness.kafka.partials() == []
+        assert not harness.engine.all_delivered
+        # Once the interval has passed, the next flush sends the newest of each window.
+        harness.engine.stats_send_interval_s = 0.0
+        harness.handle(records([b'{"id":"c","source":"web"}'], b"c", first_offset=2))
+        await eventually(lambda: len(harness.kafka.partials()) == 1)
+        [(_, partial)] = harness.kafka.partials()
+        assert partial["events"] == 3
+        await eventually(lambda: harness.engine.all_delivered)
+    finally:
+        running.cancel()
+
+
+async def test_a_flush_on_demand_sends_the_held_partials() -> None:
+    harness = build(stats_send_interval_s=3600)
+    harness.handle(records([b'{"id":"a","source":"web"}'], b"a"))
+    assert await harness.engine.flush()
+    assert [partial["events"] for _, partial in harness.kafka.partials()] == [1]
+
+
+async def test_a_partition_read_again_sends_its_kept_partials_at_the_stats_interval() -> None:
+    first = build()
+    assert await first.run(records([b'{"id":"a","source":"web"}'], b"a"))
+    second = build(stores=first.stores, stats_send_interval_s=0.01)
+    running = asyncio.create_task(second.engine.run())
+    try:
+        second.engine.activate({TP0})
+        await eventually(lambda: len(second.kafka.partials()) == 1)
+        assert second.kafka.partials() == first.kafka.partials()
     finally:
         running.cancel()
 

@@ -33,6 +33,10 @@ class RecordingHandler:
         self.flushed = True
         self.flush_delay_s = 0.0
         self.dropped: list[set[TP]] = []
+        self.active: list[set[TP]] = []
+
+    def activate(self, tps: set[TP]) -> None:
+        self.active.append(tps)
 
     def handle(self, tp: TP, first_offset: int, records: Sequence[Any]) -> None:
         self.batches.append((tp, first_offset, [r.offset for r in records]))

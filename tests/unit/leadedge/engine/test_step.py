@@ -6,16 +6,17 @@ from typing import Any
 
 import pytest
 
-from leadedge import stats_state
+from leadedge.engine import step as step_module
 from leadedge.engine.write_back import DELETED
 from leadedge.history import CHUNK_SIZE, chunk_key, open_entries
 from leadedge.merge import COUNT, format_time
-from leadedge.models import Event, Rejection, SourceRecord
+from leadedge.models import SourceRecord
 from leadedge.stats import WINDOW_MS, window_start
-from leadedge.stats_state import clock_key, partial_key, shape_key
+from leadedge.stats_state import clock_key, partial_key
 from tests.unit.leadedge.engine.fakes import NOW_MS, build, record, records
 
 WINDOW = f"default|web|{format_time(window_start(NOW_MS))}"
+WINDOW_OF_UNKNOWN = f"default|unknown|{format_time(window_start(NOW_MS))}"
 
 
 def source(value: bytes, key: bytes, *, offset: int = 0) -> SourceRecord:
@@ -29,9 +30,10 @@ def test_applied_records_change_the_tables_caches_and_leave_the_stores_alone() -
     step.apply(records([b'{"id":"a","n":"+1"}', b'{"id":"a","n":"+2"}'], b"a"))
     assert step.merged.get(0, "a")["n"] == 3
     assert step.merged.get(0, "a")[COUNT] == 2
-    assert step.partials.get(0, shape_key("a")) is not None
+    assert step.partials.get(0, partial_key(WINDOW_OF_UNKNOWN, 0))["events"] == 2
     assert harness.merged == {} and harness.partials == {}
-    assert step.tables == (step.history, step.merged, step.partials)
+    assert step.tables == (step.history, step.partials, step.merged)
+    assert step.acknowledged_first == (step.history, step.partials)
 
 
 def test_every_merged_or_redelivered_request_is_owed_a_publication_once() -> None:
@@ -140,27 +142,30 @@ def test_a_late_event_merges_but_is_not_counted() -> None:
     assert pending.emit == {"n": 0, "o": 0}
 
 
-async def test_kept_partials_are_sent_again_before_a_partitions_first_record_once() -> None:
+async def test_kept_partials_are_sent_again_once_a_partition_is_read_once() -> None:
     first = build()
     first.handle(records([b'{"id":"a","source":"web"}'], b"a", partition=0))
     first.handle(records([b'{"id":"b","source":"app"}'], b"b", partition=1))
     assert await first.engine.flush()
     # A new process over the same stores: its partials may have been lost in a crash.
     step = build(stores=first.stores).step
-    step.apply([record(b"not json", b"x", offset=1, partition=0)])
+    assert step.activate([0])
     resent = step.take().partials.take()
     assert [(window, partial["partition"]) for window, partial in resent] == [(WINDOW, 0)]
-    step.apply([record(b"not json", b"x", offset=2, partition=0)])
+    assert not step.activate([0])
     assert step.take().partials.take() == []
-    step.apply([record(b'{"id":"c","source":"web"}', b"c", offset=1, partition=1)])
-    windows = {window for window, _ in step.take().partials.take()}
-    assert windows == {WINDOW, f"default|app|{format_time(window_start(NOW_MS))}"}
+    assert step.activate([0, 1])
+    windows = [window for window, _ in step.take().partials.take()]
+    assert windows == [f"default|app|{format_time(window_start(NOW_MS))}"]
+    # A partition given up and taken again is sent again.
+    step.drop([0])
+    assert step.activate([0])
 
 
 def test_a_stats_failure_skips_the_count_but_not_the_merge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = stats_state.plan_event
+    original = step_module.plan_applied
     calls: list[int] = []
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -169,7 +174,7 @@ def test_a_stats_failure_skips_the_count_but_not_the_merge(
             raise RuntimeError("boom")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr("leadedge.engine.step.plan_event", broken)
+    monkeypatch.setattr(step_module, "plan_applied", broken)
     step = build().step
     step.apply(
         [
@@ -198,14 +203,16 @@ def test_revoked_partitions_owe_nothing_and_their_changes_are_forgotten() -> Non
     assert [partial["partition"] for _, partial in pending.partials.take()] == [1]
 
 
-def test_a_merge_returns_the_parsed_event_for_the_count_to_use() -> None:
+def test_a_merge_returns_the_applied_outcome_for_the_count_to_use() -> None:
     step = build().step
-    event = step.merge(source(b'{"id":"m","n":"+1"}', b"m"))
-    assert isinstance(event, Event)
-    assert (event.id, event.fields) == ("m", {"n": "+1"})
-    rejected = step.merge(source(b"{", b"m", offset=1))
-    assert isinstance(rejected, Rejection) and rejected.reason == "not_json"
-    assert step.take().outcomes == {"merged": 1, "dead_letter": 1}
+    merged = step.merge(source(b'{"id":"m","n":"+1"}', b"m"))
+    assert merged is not None and merged.created
+    assert (merged.event.id, merged.event.fields) == ("m", {"n": "+1"})
+    again = step.merge(source(b'{"id":"m","n":"+1"}', b"m", offset=1))
+    assert again is not None and not again.created
+    assert step.merge(source(b"{", b"m", offset=2)) is None
+    assert step.merge(source(b'{"id":"m","n":"+1"}', b"m", offset=1)) is None  # redelivery
+    assert step.take().outcomes == {"merged": 2, "dead_letter": 1, "duplicate": 1}
 
 
 def test_a_parser_failure_is_a_dead_letter_and_the_record_is_not_counted(

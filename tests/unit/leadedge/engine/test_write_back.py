@@ -15,7 +15,7 @@ from leadedge.engine.write_back import (
     encode_key,
     encode_value,
 )
-from leadedge.stats_state import clock_key, flush_records, partial_key, shape_key
+from leadedge.stats_state import clock_key, flush_records, partial_key
 
 
 def table(store: dict[str, Any] | None = None, **options: Any) -> WriteBackTable:
@@ -88,22 +88,14 @@ W1 = partial_key("default|web|1", 0)
 C0 = clock_key(0)
 
 
-def test_the_partials_plan_opens_with_the_old_clock_then_partials_shapes_clock_deletions() -> None:
+def test_the_partials_plan_opens_with_the_old_clock_then_partials_clock_deletions() -> None:
     stored = {C0: {"stream_ms": 100, "open": [[0, W0]]}}
     final = {"stream_ms": 900, "open": [[60_000, W1]]}
-    changed = {
-        shape_key("r1"): {"n": 1},
-        W1: {"events": 1},
-        C0: final,
-        W0: None,
-        shape_key("r0"): {"n": 2},
-    }
+    changed = {W1: {"events": 1}, C0: final, W0: None}
     assert flush_records(changed, stored.get) == [
         # Stream time from before the flush; every partial kept before or after it.
         (C0, {"stream_ms": 100, "open": [[0, W0], [60_000, W1]]}),
         (W1, {"events": 1}),
-        (shape_key("r1"), {"n": 1}),
-        (shape_key("r0"), {"n": 2}),
         # The final clock before the deletions of what it no longer lists.
         (C0, final),
         (W0, None),
@@ -112,18 +104,17 @@ def test_the_partials_plan_opens_with_the_old_clock_then_partials_shapes_clock_d
 
 def test_the_partials_plan_without_a_stored_clock_opens_without_stream_time() -> None:
     final = {"stream_ms": 900, "open": [[0, W0]]}
-    records = flush_records({W0: {"events": 1}, C0: final, shape_key("r0"): {"n": 1}}, {}.get)
+    records = flush_records({W0: {"events": 1}, C0: final}, {}.get)
     assert records == [
         (C0, {"stream_ms": None, "open": [[0, W0]]}),
         (W0, {"events": 1}),
-        (shape_key("r0"), {"n": 1}),
         (C0, final),
     ]
 
 
-def test_the_partials_plan_without_a_clock_change_sends_partials_then_shapes() -> None:
-    changed = {shape_key("r0"): {"n": 1}, W0: {"events": 2}}
-    assert flush_records(changed, {}.get) == [(W0, {"events": 2}), (shape_key("r0"), {"n": 1})]
+def test_the_partials_plan_without_a_clock_change_sends_the_partials() -> None:
+    changed = {W1: {"events": 1}, W0: {"events": 2}}
+    assert flush_records(changed, {}.get) == [(W1, {"events": 1}), (W0, {"events": 2})]
 
 
 class CountingStore(MemoryPartitions):
