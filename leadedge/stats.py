@@ -127,20 +127,14 @@ def new_partial(window: Window, partition: int) -> State:
     }
 
 
-def add_to_partial(partial: State, counted: Counted, offset: int) -> State | None:
-    """The partial with the event at `offset` added; None when it already holds it."""
-    if offset <= partial["src"]:
-        return None
-    counters = dict(partial["counters"])
+def count_into(partial: State, counted: Counted, offset: int) -> None:
+    """Add the event at `offset` to `partial`, in place (the caller owns this copy)."""
+    counters = partial["counters"]
     for name, increment in counted.counters.items():
         counters[name] = add_numbers(counters.get(name, 0), increment)
-    return {
-        **partial,
-        "src": offset,
-        "events": partial["events"] + 1,
-        "new_requests": partial["new_requests"] + int(counted.new_request),
-        "counters": counters,
-    }
+    partial["src"] = offset
+    partial["events"] += 1
+    partial["new_requests"] += int(counted.new_request)
 
 
 def observed_ms(event_ts_ms: int, record_ts_ms: int) -> int:

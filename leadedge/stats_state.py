@@ -24,7 +24,7 @@ from leadedge.models import Event, SourceRecord, State
 from leadedge.stats import (
     Counted,
     Window,
-    add_to_partial,
+    count_into,
     is_late,
     merge_partial,
     new_partial,
@@ -79,7 +79,7 @@ def flush_records(changed: dict[str, Any], previous: Lookup) -> list[tuple[str, 
     """Step 1's changes of one partition in one flush, as changelog records in order.
 
     The engine writes each changed key once per flush, and a crash keeps any prefix of
-    a flush's records. Record by record, `plan_count`'s order kept every prefix sound;
+    a flush's records. Planned event by event, every prefix was sound;
     across a whole flush the partition's clock has moved for every record in it, so:
 
     1. an *opening* clock: the stream time before the flush, listing every partial kept
@@ -158,60 +158,84 @@ def plan_applied(
     *,
     lateness_ms: int,
 ) -> Plan:
-    """Step 1 for an event the merge applied (see `leadedge.stats.count_applied`)."""
-    return plan_count(
-        lookup,
-        counted,
-        partition=record.partition,
-        offset=record.offset,
-        event_ts_ms=event.ts_ms,
-        record_ts_ms=record.timestamp_ms,
-        lateness_ms=lateness_ms,
+    """Step 1 for one event the merge applied (see `leadedge.stats.count_applied`)."""
+    count = PartitionCount(lookup, record.partition, lateness_ms=lateness_ms)
+    outcome = count.add(
+        counted, offset=record.offset, event_ts_ms=event.ts_ms, record_ts_ms=record.timestamp_ms
     )
-
-
-def plan_count(
-    lookup: Lookup,
-    counted: Counted,
-    *,
-    partition: int,
-    offset: int,
-    event_ts_ms: int,
-    record_ts_ms: int,
-    lateness_ms: int,
-) -> Plan:
-    """Step 1 for an event the merge applied: expired partials, clock, partial."""
-    plan = Plan()
-    clock = lookup(clock_key(partition)) or {"stream_ms": None, "open": []}
-    previous = clock["stream_ms"]
-    observed = observed_ms(event_ts_ms, record_ts_ms)
-    stream_ms = observed if previous is None else max(previous, observed)
-    kept: list[list[Any]] = list(clock["open"])
-    start = counted.window.start_ms
-    partial_write: list[tuple[str, Any]] = []
-    if is_late(start, stream_ms, lateness_ms):
-        plan.outcome = "late"
-    else:
-        key = partial_key(counted.window.id, partition)
-        partial = lookup(key) or new_partial(counted.window, partition)
-        updated = add_to_partial(partial, counted, offset)
-        if updated is None:
-            plan.outcome = "repeated"
-        else:
-            partial_write.append((key, updated))
-            plan.sends.append((counted.window.id, updated))
-        if all(entry[1] != key for entry in kept):
-            kept.append([start, key])
-    keep_ms = lateness_ms + KEEP_CLOSED_MS
-    expired = {key for begin, key in kept if is_late(begin, stream_ms, keep_ms)}
-    plan.writes.extend((key, None) for key in sorted(expired))
-    # The clock lists the partial before the partial is written, so a partial that is
-    # stored is always one `resend_keys` finds.
-    new_clock = {"stream_ms": stream_ms, "open": [e for e in kept if e[1] not in expired]}
-    if new_clock != clock:
-        plan.writes.append((clock_key(partition), new_clock))
-    plan.writes.extend(partial_write)
+    plan = count.finish()
+    plan.outcome = outcome
     return plan
+
+
+class PartitionCount:
+    """Step 1 over a run of one partition's applied events, in offset order.
+
+    The same as planning each event on its own and applying the plans in turn, but each
+    partial touched is copied once and the clock written once per run: the engine counts
+    a fetched batch at a time. A partial's `src` (the last offset it counted) makes a
+    replayed event count once.
+    """
+
+    def __init__(self, lookup: Lookup, partition: int, *, lateness_ms: int) -> None:
+        self.lookup = lookup
+        self.partition = partition
+        self.lateness_ms = lateness_ms
+        self.clock = lookup(clock_key(partition)) or {"stream_ms": None, "open": []}
+        self.stream_ms: int | None = self.clock["stream_ms"]
+        self.listed = {key for _, key in self.clock["open"]}
+        self.newly_kept: list[list[Any]] = []
+        # Partial key → the partial being counted (this run's own copy), and its window id.
+        self.counting: dict[str, State] = {}
+        self.window_ids: dict[str, str] = {}
+
+    def add(self, counted: Counted, *, offset: int, event_ts_ms: int, record_ts_ms: int) -> str:
+        """Count one applied event: "counted", "late" (its window had closed) or "repeated"."""
+        observed = observed_ms(event_ts_ms, record_ts_ms)
+        if self.stream_ms is None or observed > self.stream_ms:
+            self.stream_ms = observed
+        window = counted.window
+        if is_late(window.start_ms, self.stream_ms, self.lateness_ms):
+            return "late"
+        key = partial_key(window.id, self.partition)
+        partial = self.counting.get(key)
+        if partial is None:
+            stored = self.lookup(key)
+            if stored is not None and offset <= stored["src"]:
+                return "repeated"
+            partial = (
+                new_partial(window, self.partition)
+                if stored is None
+                else {**stored, "counters": dict(stored["counters"])}
+            )
+            self.counting[key] = partial
+            self.window_ids[key] = window.id
+            # The clock lists the partial before the partial is written (`flush_records`),
+            # so a partial that is stored is always one `kept_partials` finds.
+            if key not in self.listed:
+                self.listed.add(key)
+                self.newly_kept.append([window.start_ms, key])
+        elif offset <= partial["src"]:
+            return "repeated"
+        count_into(partial, counted, offset)
+        return "counted"
+
+    def finish(self) -> Plan:
+        """The run's table writes (partials, clock, expired partials) and sends."""
+        plan = Plan()
+        plan.writes.extend(self.counting.items())
+        plan.sends.extend((self.window_ids[key], partial) for key, partial in self.counting.items())
+        kept = [*self.clock["open"], *self.newly_kept]
+        keep_ms = self.lateness_ms + KEEP_CLOSED_MS
+        expired = {key for begin, key in kept if is_late(begin, self.stream_ms, keep_ms)}
+        if expired or self.newly_kept or self.stream_ms != self.clock["stream_ms"]:
+            new_clock = {
+                "stream_ms": self.stream_ms,
+                "open": [entry for entry in kept if entry[1] not in expired],
+            }
+            plan.writes.append((clock_key(self.partition), new_clock))
+        plan.writes.extend((key, None) for key in sorted(expired))
+        return plan
 
 
 def kept_partials(lookup: Lookup, partition: int) -> list[tuple[str, State]]:

@@ -20,7 +20,7 @@ from leadedge.history import append, chunk_key, entry
 from leadedge.models import Rejection, SourceRecord
 from leadedge.processing import Merged, RecordProcessor
 from leadedge.stats import count_applied
-from leadedge.stats_state import UnsentPartials, kept_partials, plan_applied
+from leadedge.stats_state import PartitionCount, UnsentPartials, kept_partials
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +102,26 @@ class MergeStep:
 
     def apply(self, records: Sequence[Any]) -> None:
         """Apply one partition's fetched records (aiokafka `ConsumerRecord`s) in order."""
+        counts: dict[int, PartitionCount] = {}
+        stats_outcomes = self.pending.stats_outcomes
         for raw in records:
             record = SourceRecord(
                 raw.topic, raw.partition, raw.offset, raw.timestamp, raw.key, raw.value
             )
             merged = self.merge(record)
             if merged is None:
-                self.pending.stats_outcomes["skipped"] += 1
-            else:
-                self.count(record, merged)
+                stats_outcomes["skipped"] += 1
+                continue
+            count = counts.get(record.partition)
+            if count is None:
+                count = counts[record.partition] = PartitionCount(
+                    functools.partial(self.partials.get, record.partition),
+                    record.partition,
+                    lateness_ms=self.stats_lateness_ms,
+                )
+            stats_outcomes[self.count(count, record, merged)] += 1
+        for partition, count in counts.items():
+            self.store_count(partition, count)
 
     def merge(self, record: SourceRecord) -> Merged | None:
         """Merge one record's event into its request; a bad one becomes a dead letter.
@@ -157,28 +168,34 @@ class MergeStep:
             if full.drop is not None:
                 self.history.delete(partition, chunk_key(merged.request_id, full.drop))
 
-    def count(self, record: SourceRecord, merged: Merged) -> None:
+    def count(self, count: PartitionCount, record: SourceRecord, merged: Merged) -> str:
         """Step 1 of the per-minute stats for an applied event (see `leadedge.stats_state`)."""
-        partition = record.partition
-        partials = self.partials
         try:
             counted = count_applied(
                 merged.event, merged.state, merged.created, self.processor.rules
             )
-            plan = plan_applied(
-                lambda key: partials.get(partition, key),
-                record,
-                merged.event,
+            return count.add(
                 counted,
-                lateness_ms=self.stats_lateness_ms,
+                offset=record.offset,
+                event_ts_ms=merged.event.ts_ms,
+                record_ts_ms=record.timestamp_ms,
             )
-            for key, value in plan.writes:
-                partials.set(partition, key, value)
-            self.pending.partials.add(partition, plan.sends)
-            self.pending.stats_outcomes[plan.outcome] += 1
         except Exception:
+            where = (record.topic, record.partition, record.offset)
+            log.exception("stats failed for %s[%d]@%d", *where)
+            return "failed"
+
+    def store_count(self, partition: int, count: PartitionCount) -> None:
+        """Write a batch's counts to the partials table; its sends wait for a flush."""
+        try:
+            plan = count.finish()
+        except Exception:
+            log.exception("stats failed for a batch of partition %d", partition)
             self.pending.stats_outcomes["failed"] += 1
-            log.exception("stats failed for %s[%d]@%d", record.topic, partition, record.offset)
+            return
+        for key, value in plan.writes:
+            self.partials.set(partition, key, value)
+        self.pending.partials.add(partition, plan.sends)
 
     def take(self) -> Pending:
         """What the flush starting now must deliver; the next records owe the next one."""

@@ -165,7 +165,7 @@ async def test_kept_partials_are_sent_again_once_a_partition_is_read_once() -> N
 def test_a_stats_failure_skips_the_count_but_not_the_merge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = step_module.plan_applied
+    original = step_module.count_applied
     calls: list[int] = []
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -174,7 +174,7 @@ def test_a_stats_failure_skips_the_count_but_not_the_merge(
             raise RuntimeError("boom")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(step_module, "plan_applied", broken)
+    monkeypatch.setattr(step_module, "count_applied", broken)
     step = build().step
     step.apply(
         [
