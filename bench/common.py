@@ -317,14 +317,18 @@ class Worker:
             "-l",
             self.loglevel,
         ]
+        # Before/after comparisons: BENCH_WORKER_REPO runs the worker from another
+        # checkout (e.g. an older commit) with this run's harness.
+        other = os.environ.get("BENCH_WORKER_REPO")
+        env = self.env if not other else {**self.env, "PYTHONPATH": other}
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 command,
-                env=self.env,
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                cwd=REPO,
+                cwd=other or REPO,
             )
         return self
 
@@ -359,6 +363,25 @@ class Worker:
 
     def rss_kb(self) -> dict[str, int]:
         return proc_status(self.pid)
+
+    def kill(self) -> None:
+        """SIGKILL (kill -9) the worker's process group; its directory (data, log) stays."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def recovery_s(self, timeout: float) -> float:
+        """kill -9, start again over the same data directory: seconds until `/health` is 200.
+
+        `/health` answers 200 once the tables are recovered and the worker serves.
+        """
+        self.kill()
+        started = time.monotonic()
+        self.launch()
+        wait_for(self._healthy, timeout, f"worker {self.base_url}/health after a kill -9")
+        return time.monotonic() - started
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM (a graceful stop), then SIGKILL; its directory (data, log) goes too."""

@@ -281,6 +281,11 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             "MB",
         ],
         [
+            f"recovery_s (kill -9 to `/health` 200, {number(args.get('ids'))} requests held)",
+            number(results.get("recovery_s"), 1),
+            "s",
+        ],
+        [
             "collector_eps (`POST /requests`, arrays of 100, 4 clients, accepted)",
             number(results.get("collector_eps")),
             "events/s",
@@ -399,6 +404,12 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             + f" ({rss['merge_events_per_s']:,.0f} events/s): VmRSS {rss['rss_mb']:,.0f} MB"
             f" (when merged {rss['rss_mb_when_merged']:,.0f} MB, at start"
             f" {rss['baseline_rss_mb']:,.0f} MB, peak VmHWM {rss['peak_rss_mb']:,.0f} MB)."
+            + (
+                f" Killed (kill -9) and started again: `/health` 200 after"
+                f" {rss['recovery_s']:,.1f} s."
+                if "recovery_s" in rss
+                else ""
+            )
         )
 
     profile = details.get("profile", {}).get("summary")

@@ -14,7 +14,7 @@ needs it):
   `--sample-events` events
 - freshness: produce-to-searchable p50/p95/p99/max at each of `--rates` for `--duration` s
 - rss: the merge worker's VmRSS once `--ids` distinct ids are in its table (`--rss-sinks`:
-  the product's worker)
+  the product's worker), then recovery_s: kill -9 to `/health` 200 over the same data
 - collector: `POST /requests` throughput
 - profile: py-spy on the merge-only worker over `--sample-events` events
 
@@ -350,7 +350,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     timeout=stage_timeout(args, args.ids),
                 )
                 results["rss_mb"] = detail["rss_mb"]
+                results["recovery_s"] = detail["recovery_s"]
                 print(f"rss_mb: {detail['rss_mb']:,.0f} MB with {args.ids:,} ids")
+                print(f"recovery_s: {detail['recovery_s']:,.1f} s (kill -9 to /health 200)")
             elif stage == "profile":
                 detail = stages.merge_eps(
                     names,

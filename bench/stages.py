@@ -215,10 +215,12 @@ def quix_eps(names: Names, topic: str, events: int, timeout: float) -> dict[str,
 
 
 def rss_mb(names: Names, topic: str, ids: int, *, sinks: bool, timeout: float) -> dict[str, Any]:
-    """A worker's memory after `ids` distinct ids are in its table.
+    """A worker's memory after `ids` distinct ids are in its table, then its recovery.
 
     The merge worker (`bench.merge_only`) by default; with `sinks`, the product's worker
-    with every agent, which also waits for the index agent before reading memory.
+    with every agent, which also waits for the index agent before reading memory. Then
+    the worker is killed (kill -9) and started again over the same data directory: the
+    time until its `/health` answers 200 is `recovery_s`.
     """
     stage = "rss"
     app = "leadedge" if sinks else MERGE_ONLY_APP
@@ -236,6 +238,10 @@ def rss_mb(names: Names, topic: str, ids: int, *, sinks: bool, timeout: float) -
         index_in = _index_in(worker.metrics())
         time.sleep(5)
         settled = worker.rss_kb()
+        # Faust commits every second: by now every offset handled is committed.
+        log(f"rss: kill -9 with {ids:,} requests in the table, then a start")
+        recovery_s = worker.recovery_s(timeout)
+        log(f"rss: /health answered 200 {recovery_s:,.1f} s after the kill -9")
     finally:
         worker.stop()
     eps, _ = progress.rate(ids)
@@ -247,6 +253,7 @@ def rss_mb(names: Names, topic: str, ids: int, *, sinks: bool, timeout: float) -
         "rss_mb_when_merged": round(merged.get("VmRSS", 0) / 1024, 1),
         "peak_rss_mb": round(settled.get("VmHWM", 0) / 1024, 1),
         "baseline_rss_mb": round(baseline.get("VmRSS", 0) / 1024, 1),
+        "recovery_s": round(recovery_s, 1),
         "indexed_before_reading": index_in,
         "merge_events_per_s": round(eps, 1),
         "outcomes": _outcomes(metrics),
