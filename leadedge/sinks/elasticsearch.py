@@ -101,6 +101,7 @@ class ElasticsearchSink:
         )
         await self.client.indices.put_index_template(name=self.alias, **template)
         if await self.client.indices.exists_alias(name=self.alias):
+            await self._apply_refresh_interval()
             return
         try:
             await self.client.indices.create(
@@ -109,6 +110,13 @@ class ElasticsearchSink:
         except ApiError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise
+
+    async def _apply_refresh_interval(self) -> None:
+        # The template covers indices created from now on; the setting also applies
+        # to the alias's existing ones, so a changed interval takes effect on restart.
+        await self.client.indices.put_settings(
+            index=self.alias, settings={"index": {"refresh_interval": self.refresh_interval}}
+        )
 
     async def write(self, batch: Sequence[Document]) -> WriteResult:
         """Index every (id, version, document); returns once each is stored or refused.

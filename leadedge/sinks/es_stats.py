@@ -63,6 +63,7 @@ class StatsElasticsearchSink(ElasticsearchSink):
         template = stats_template(self.alias, refresh_interval=self.refresh_interval)
         await self.client.indices.put_index_template(name=self.alias, **template)
         if await self.client.indices.exists_alias(name=self.alias):
+            await self._apply_refresh_interval()
             return
         try:
             await self.client.indices.create(

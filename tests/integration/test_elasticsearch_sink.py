@@ -67,3 +67,21 @@ async def test_the_alias_and_template_are_created_once_however_often_started(
     await again.stop()
     indices = Elasticsearch(endpoints.es_url).indices.get_alias(name=sink.alias)
     assert list(indices) == [f"{sink.alias}-000001"]
+
+
+async def test_a_changed_refresh_interval_applies_to_the_existing_index_on_restart(
+    sink: ElasticsearchSink, endpoints: Endpoints
+) -> None:
+    es = Elasticsearch(endpoints.es_url)
+
+    def interval() -> str:
+        [index] = es.indices.get_settings(index=sink.alias).body.values()
+        return str(index["settings"]["index"]["refresh_interval"])
+
+    assert interval() == sink.refresh_interval
+    restarted = ElasticsearchSink(url=endpoints.es_url, alias=sink.alias, refresh_interval="250ms")
+    await restarted.start()
+    try:
+        assert interval() == "250ms"
+    finally:
+        await restarted.stop()
