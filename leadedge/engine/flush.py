@@ -299,11 +299,11 @@ class BatchEngine:
             state = merged.flushed_value(partition, request_id)
             if state is None:
                 continue
-            request = merged_request(state)
-            key = request_id.encode()
-            records.append(OutRecord(topics.merged, None, key, orjson.dumps(request)))
+            encoded = orjson.dumps(merged_request(state))
+            records.append(OutRecord(topics.merged, None, request_id.encode(), encoded))
             if self.elasticsearch is not None:
-                documents.append((request_id, int(state[COUNT]), request))
+                # The same bytes: the merged request is encoded once for both outputs.
+                documents.append((request_id, int(state[COUNT]), encoded))
                 updated_s.append(state[UPDATED] / 1000)
         now_ms = int(time.time() * 1000)
         for record, rejection in pending.dead_letters:

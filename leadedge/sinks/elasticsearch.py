@@ -6,8 +6,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import orjson
 from elasticsearch import AsyncElasticsearch, TransportError
 from elasticsearch.exceptions import ApiError, ConnectionError, ConnectionTimeout
 from elasticsearch.serializer import OrjsonSerializer
@@ -32,7 +33,8 @@ class _RetryItems(Exception):
     """Some bulk items failed transiently; the whole call is retried for them."""
 
 
-Document = tuple[str, int, dict[str, Any]]
+# (id, version, document): the document as a dict, or already encoded as JSON bytes.
+Document = tuple[str, int, dict[str, Any] | bytes]
 
 
 @dataclass
@@ -160,20 +162,16 @@ class ElasticsearchSink:
         return result
 
     async def _bulk(self, batch: list[Document], result: WriteResult) -> list[Document]:
-        operations: list[dict[str, Any]] = []
+        # The NDJSON body built here with orjson: the client would encode each line with
+        # the standard library's json, and a document already encoded is reused as is.
+        lines: list[bytes] = []
         for request_id, version, document in batch:
-            operations.append(
-                {
-                    "index": {
-                        "_index": self.alias,
-                        "_id": request_id,
-                        "version": version,
-                        "version_type": "external_gte",
-                    }
-                }
-            )
-            operations.append(document)
-        response = await self.client.bulk(operations=operations)
+            action = {"_index": self.alias, "_id": request_id, "version": version}
+            lines.append(orjson.dumps({"index": {**action, "version_type": "external_gte"}}))
+            lines.append(document if isinstance(document, bytes) else orjson.dumps(document))
+        lines.append(b"")
+        body = cast(Any, b"\n".join(lines))
+        response = await self.client.bulk(operations=body)
         if not response.get("errors"):
             return []
         retry: list[Document] = []

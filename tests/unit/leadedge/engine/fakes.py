@@ -138,7 +138,13 @@ class RecordingElasticsearch:
         self.refuse = set(refuse)
 
     async def write(self, documents: list[Document]) -> WriteResult:
-        self.batches.append(list(documents))
+        # As Elasticsearch reads them: a document encoded already is decoded here.
+        self.batches.append(
+            [
+                (doc_id, version, orjson.loads(doc) if isinstance(doc, bytes) else doc)
+                for doc_id, version, doc in documents
+            ]
+        )
         return WriteResult(
             rejected=[
                 (doc_id, "mapper_parsing_exception")
