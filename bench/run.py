@@ -8,6 +8,8 @@ needs it):
 - floor: floor_eps, a bare aiokafka consumer + orjson.loads over the same topic
 - quix: quix_eps, the same merge on Quix Streams (bench/peers/quix_merge.py)
 - pure: pure_eps, leadedge's merge functions in a plain loop (no Kafka, no framework)
+- request-length: per-event cost of a request's 1st, 2nd, 100th, 999th and 1,000th event
+  (leadedge's merge functions in a plain loop): does a long request cost more per event?
 - faust-floor: faust_floor_eps, a Faust agent on the same topic that parses and counts
 - faust-floor-write: the same agent also writing one table key per record (cost of a write)
 - merge-sinks: the product's `faust -A leadedge worker` (every agent) over the first
@@ -66,6 +68,7 @@ STAGES = (
     "floor",
     "quix",
     "pure",
+    "request-length",
     "faust-floor",
     "faust-floor-write",
     "merge-sinks",
@@ -292,6 +295,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["pure_eps"] = detail["events_per_s"]
                 print(
                     f"pure_eps: {detail['events_per_s']:,.0f} events/s (merge code, no framework)"
+                )
+            elif stage == "request-length":
+                detail = stages.request_length(args.seed)
+                for position, row in detail["positions"].items():
+                    print(
+                        f"request-length event {int(position):,}: {row['kept us']} us"
+                        f" (states kept decoded), {row['round trip us']} us (decoded and"
+                        f" encoded per event), state {row['state_bytes']:,} bytes"
+                    )
+                print(
+                    f"request-length 1,000th / 1st: {detail['kept last/first']} (kept),"
+                    f" {detail['round trip last/first']} (round trip)"
                 )
             elif stage == "faust-floor":
                 detail = stages.faust_floor_eps(names, topic, sample, timeout)

@@ -341,6 +341,113 @@ def pure_eps(events: int, seed: int) -> dict[str, Any]:
     }
 
 
+def _requests_of(length: int, count: int, seed: int) -> list[list[tuple[bytes, bytes]]]:
+    """`count` requests of `length` events each, shaped like the load's (first, then later)."""
+    from bench.loadgen import Generator, LoadShape, _Open, encode
+
+    generator = Generator(LoadShape(seed=seed, id_prefix="len"))
+    requests = []
+    for number in range(count):
+        request = _Open(f"len{number:09d}", length)
+        first = generator.first_event(request.request_id)
+        request.domain = first.get("domain", "")
+        events = [first, *(generator.next_event(request) for _ in range(length - 1))]
+        requests.append([encode(event, 1_767_225_600_000) for event in events])
+    return requests
+
+
+def _decoding_lookup(states: dict[str, Any]) -> Any:
+    def lookup(request_id: str) -> Any:
+        found = states.get(request_id)
+        return orjson.loads(found) if found is not None else None
+
+    return lookup
+
+
+def request_length(
+    seed: int, lengths: tuple[int, ...] = (1, 2, 100, 999, 1000), requests: int = 40
+) -> dict[str, Any]:
+    """Per-event cost by the event's position in its request: does a long request cost more?
+
+    `requests` requests of max(`lengths`) events, interleaved (every request's n-th event,
+    then every request's n+1-th), each event through what the merge does per event:
+    parse, merge, enrich, history append, the merged request encoded. "kept": states stay
+    decoded between events, as the batch engine's write-back cache keeps them (a state is
+    encoded once per flush, not per event); "round trip": each state is also decoded
+    before and encoded after its event, as the pure loop does. The median of the
+    `requests` events at each position (a garbage collection lands on a few), and the
+    encoded state size there. Every 100th event also fills a history chunk: its encoding
+    is timed apart ("chunk write"), as the engine does it at a flush.
+    """
+    import statistics
+
+    from leadedge.history import append, chunk_key, entry
+    from leadedge.merge import merged_request
+    from leadedge.models import SourceRecord
+    from leadedge.processing import Merged
+
+    longest = max(lengths)
+    batches = _requests_of(longest, requests, seed)
+    # Parsers and caches warmed by other requests first, as in a running worker.
+    warm_up = [event for batch in _requests_of(3, 200, seed + 1) for event in batch]
+    log(f"request-length: {requests} requests of {longest:,} events, cost by position")
+    dumps = orjson.dumps
+    clock = time.perf_counter_ns
+    figures: dict[str, Any] = {"requests": requests, "positions": {}}
+    for mode in ("kept", "round trip"):
+        processor, _ = _pure_setup(0, seed)
+        for offset, (key, value) in enumerate(warm_up):
+            record = SourceRecord("warm", 0, offset, 1_767_225_600_000, key, value)
+            processor.process(record, lambda _: None)
+        states: dict[str, Any] = {}
+        history: dict[str, bytes] = {}
+        lookup = states.get if mode == "kept" else _decoding_lookup(states)
+        spent: dict[int, list[int]] = {position: [] for position in lengths}
+        chunks: dict[int, list[int]] = {position: [] for position in lengths}
+        sizes = dict.fromkeys(lengths, 0)
+        offset = 0
+        for position in range(1, longest + 1):
+            for key, value in (batch[position - 1] for batch in batches):
+                offset += 1
+                started = clock()
+                record = SourceRecord("requests", 0, offset, 1_767_225_600_000, key, value)
+                outcome = processor.process(record, lookup)
+                assert isinstance(outcome, Merged), outcome
+                full = append(outcome.state, entry(outcome.event, record), 1000)
+                states[outcome.request_id] = (
+                    outcome.state if mode == "kept" else dumps(outcome.state)
+                )
+                dumps(merged_request(outcome.state))
+                ended = clock()
+                if full is not None:
+                    # The chunk this event filled, timed apart: a chunk holds 100 events
+                    # whatever the request's length, and the engine encodes it at a flush.
+                    history[chunk_key(outcome.request_id, full.chunk)] = dumps(full.entries)
+                    if full.drop is not None:
+                        history.pop(chunk_key(outcome.request_id, full.drop), None)
+                    if position in spent:
+                        chunks[position].append(clock() - ended)
+                if position in spent:
+                    spent[position].append(ended - started)
+                    sizes[position] += len(dumps(outcome.state))
+        for position in lengths:
+            row = figures["positions"].setdefault(str(position), {})
+            row[f"{mode} us"] = round(statistics.median(spent[position]) / 1000, 1)
+            if chunks[position]:
+                row[f"{mode} chunk write us"] = round(statistics.median(chunks[position]) / 1000, 1)
+            row["state_bytes"] = round(sizes[position] / requests)
+    first = figures["positions"][str(min(lengths))]
+    last = figures["positions"][str(longest)]
+    for mode in ("kept", "round trip"):
+        figures[f"{mode} last/first"] = round(last[f"{mode} us"] / first[f"{mode} us"], 2)
+    for position, row in figures["positions"].items():
+        log(
+            f"request-length: event {int(position):,}: {row['kept us']} us kept,"
+            f" {row['round trip us']} us round trip, state {row['state_bytes']:,} bytes"
+        )
+    return figures
+
+
 def pure_profile(events: int, seed: int, top: int = 15) -> dict[str, Any]:
     """cProfile of the pure loop: where leadedge's own merge code spends its time."""
     import cProfile

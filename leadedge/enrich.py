@@ -33,11 +33,12 @@ def geo_fields(reader: CityReader, address: str) -> dict[str, Any] | None:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return None
-    if not parsed.is_global:
-        return None
+    # The database first: most addresses are not in it, and `is_global` costs more.
     try:
         found = reader.city(str(parsed))
     except (geoip2.errors.AddressNotFoundError, ValueError):
+        return None
+    if not parsed.is_global:
         return None
     geo: dict[str, Any] = {
         "country_iso_code": found.country.iso_code,

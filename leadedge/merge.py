@@ -15,6 +15,7 @@ from typing import Any
 from leadedge.models import Event, Rejection, State
 
 INCREMENT = re.compile(r"^[+-]([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
+_SIGNS = ("+", "-")
 
 # Bookkeeping kept beside the merged fields in the table.
 CREATED = "_created_ms"
@@ -75,22 +76,86 @@ def apply_fields(
 ) -> dict[str, Any]:
     """Rules 1 to 5 on one level of fields; returns a new dict, `current` is untouched."""
     merged = dict(current)
+    counters = rules.counter_fields
     for name, value in fields.items():
-        dotted = f"{path}{name}"
         if value is None:
             merged.pop(name, None)
+        elif isinstance(value, str):
+            # Only a string that starts with a sign can be an increment.
+            if value[:1] not in _SIGNS or (counters and not rules.allows_increment(path + name)):
+                merged[name] = value
+                continue
+            digits = value[1:]
+            if digits.isdigit() and digits.isascii():
+                # "+3": an integer increment, the usual case.
+                existing = merged.get(name)
+                if existing is None:
+                    merged[name] = int(value)
+                    continue
+                if type(existing) is int:
+                    merged[name] = existing + int(value)
+                    continue
+            elif not INCREMENT.match(value):
+                merged[name] = value
+                continue
+            merged[name] = _add(merged.get(name), value, path + name)
         elif isinstance(value, dict):
             existing = merged.get(name, {})
             if not isinstance(existing, dict):
                 kind = type(existing).__name__
-                msg = f"object sent for field {dotted!r}, which holds a {kind}"
+                msg = f"object sent for field {path + name!r}, which holds a {kind}"
                 raise _Conflict(msg)
-            merged[name] = apply_fields(existing, value, rules, f"{dotted}.")
-        elif isinstance(value, str) and INCREMENT.match(value) and rules.allows_increment(dotted):
-            merged[name] = _add(merged.get(name), value, dotted)
+            merged[name] = apply_fields(existing, value, rules, f"{path}{name}.")
         else:
             merged[name] = value
     return merged
+
+
+class _EventIds(list[str]):
+    """A state's event ids, oldest first, and while this process holds it, a set of them.
+
+    Stored and encoded as the plain list it is. The set only speeds up the duplicate
+    check: it is handed on to the next state's list (`_remember`), so a request's
+    1,000th event costs what its first does. A list whose set was handed on, or one
+    decoded from the table, is searched instead, and builds its set when it is copied.
+    """
+
+    __slots__ = ("lookup",)
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(ids)
+        self.lookup: set[str] | None = None
+
+
+# Shorter lists are searched: a set would cost more than it saves.
+_LOOKUP_FROM = 16
+
+
+def _seen(ids: list[str], event_id: str) -> bool:
+    lookup = ids.lookup if isinstance(ids, _EventIds) else None
+    return event_id in lookup if lookup is not None else event_id in ids
+
+
+def _remember(ids: list[str], event_id: str, limit: int) -> _EventIds:
+    """`ids` with `event_id` added, the oldest beyond `limit` dropped; `ids` is untouched."""
+    remembered = _EventIds(ids)
+    remembered.append(event_id)
+    dropped = remembered[: len(remembered) - limit] if len(remembered) > limit else ()
+    if dropped:
+        del remembered[: len(dropped)]
+    lookup = ids.lookup if isinstance(ids, _EventIds) else None
+    if lookup is not None and event_id not in lookup:
+        ids.lookup = None  # type: ignore[attr-defined]
+        lookup.difference_update(dropped)
+        lookup.add(event_id)
+    elif isinstance(ids, _EventIds) and len(remembered) >= _LOOKUP_FROM:
+        lookup = set(remembered)
+    else:
+        # Decoded from the table: its copy builds the set if it is used again.
+        lookup = None
+    # A list that holds an id twice (never written by this code) is only ever searched.
+    remembered.lookup = lookup if lookup is None or len(lookup) == len(remembered) else None
+    return remembered
 
 
 def merge_event(
@@ -102,8 +167,11 @@ def merge_event(
     """Apply one event to a request's state, whole or not at all.
 
     `source` is the event's (partition, offset): an event at or before the last applied
-    offset of the same partition is a redelivery and changes nothing.
+    offset of the same partition is a redelivery and changes nothing. The state keeps
+    the last `rules.max_event_ids` event ids; what it costs to check and extend them
+    does not grow with their number (see `_EventIds`).
     """
+    event_id = event.event_id
     if state is not None:
         last = state.get(SOURCE)
         if (
@@ -113,8 +181,8 @@ def merge_event(
             and source[1] <= last[1]
         ):
             return Duplicate(f"offset {source[1]} already applied")
-        if event.event_id is not None and event.event_id in state.get(EVENT_IDS, ()):
-            return Duplicate(f"event_id {event.event_id!r} already applied")
+        if event_id is not None and _seen(state.get(EVENT_IDS, ()), event_id):
+            return Duplicate(f"event_id {event_id!r} already applied")
         if state.get("project") != event.project:
             return Rejection(
                 "project_mismatch",
@@ -125,14 +193,14 @@ def merge_event(
         merged = apply_fields(base, event.fields, rules)
     except _Conflict as exc:
         return Rejection("type_conflict", str(exc))
-    merged[CREATED] = min(base.get(CREATED, event.ts_ms), event.ts_ms)
-    merged[UPDATED] = max(base.get(UPDATED, event.ts_ms), event.ts_ms)
+    ts_ms = event.ts_ms
+    merged[CREATED] = min(base.get(CREATED, ts_ms), ts_ms)
+    merged[UPDATED] = max(base.get(UPDATED, ts_ms), ts_ms)
     merged[COUNT] = base.get(COUNT, 0) + 1
     if source is not None:
         merged[SOURCE] = [source[0], source[1]]
-    if event.event_id is not None:
-        seen = [*base.get(EVENT_IDS, ()), event.event_id]
-        merged[EVENT_IDS] = seen[-rules.max_event_ids :]
+    if event_id is not None:
+        merged[EVENT_IDS] = _remember(base.get(EVENT_IDS, ()), event_id, rules.max_event_ids)
     return Applied(merged)
 
 
@@ -149,7 +217,7 @@ def _second(epoch_s: int) -> str:
 
 def merged_request(state: State) -> dict[str, Any]:
     """The user-facing merged request: merged fields, times, count; no bookkeeping."""
-    request = {name: value for name, value in state.items() if not name.startswith("_")}
+    request = {name: value for name, value in state.items() if name[:1] != "_"}
     request["created_at"] = format_time(state[CREATED])
     request["updated_at"] = format_time(state[UPDATED])
     request["event_count"] = state[COUNT]

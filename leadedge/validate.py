@@ -41,22 +41,24 @@ def decode_json(value: bytes | None) -> Any | Rejection:
     if value is None:
         return Rejection("empty_value", "the record has no value")
     try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson checks UTF-8 too: only a value it refuses is decoded again, to say why.
+    try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejection("not_utf8", f"value is not UTF-8: {exc.reason} at byte {exc.start}")
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return _json_error(text)
+    return _json_error(text)
 
 
-def _depth_problem(value: Any, depth: int = 1) -> bool:
-    if depth > MAX_DEPTH:
-        return True
-    if isinstance(value, dict):
-        return any(_depth_problem(v, depth + 1) for v in value.values())
-    if isinstance(value, list):
-        return any(_depth_problem(v, depth + 1) for v in value)
+def _too_deep(container: dict[str, Any] | list[Any], depth: int) -> bool:
+    """True when a value inside `container` (itself at `depth`) is deeper than MAX_DEPTH."""
+    if depth >= MAX_DEPTH:
+        return len(container) > 0
+    for value in container.values() if isinstance(container, dict) else container:
+        if isinstance(value, (dict, list)) and _too_deep(value, depth + 1):
+            return True
     return False
 
 
@@ -72,6 +74,20 @@ def _field_name_problem(fields: dict[str, Any], path: str = "") -> Rejection | N
             problem = _field_name_problem(value, f"{path}{name}.")
             if problem:
                 return problem
+    return None
+
+
+def _top_field_problem(name: str, value: Any) -> Rejection | None:
+    # `_field_name_problem` for one field of the top level.
+    if name.startswith("_"):
+        return Rejection("underscore_field", f"field {name!r} starts with '_'")
+    if name in RESERVED_FIELDS:
+        return Rejection("reserved_field", f"field {name!r} is derived by leadedge")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return Rejection("non_finite_number", f"field {name!r} is not finite")
+    elif isinstance(value, dict):
+        return _field_name_problem(value, f"{name}.")
     return None
 
 
@@ -142,10 +158,18 @@ def event_from_object(
     if check_key and key != request_id.encode():
         shown = key.decode("utf-8", "replace") if key is not None else None
         return Rejection("key_mismatch", f"record key {shown!r} is not the event id {request_id!r}")
-    if _depth_problem(doc):
-        return Rejection("too_deep", f"event nests deeper than {MAX_DEPTH} levels")
-    fields = {k: v for k, v in doc.items() if k not in BOOKKEEPING_FIELDS}
-    problem = _field_name_problem(fields)
+    # One pass over the top level: the fields to merge, the first field that may not be
+    # sent, and the depth of every nested value (too deep wins over any other problem).
+    fields: dict[str, Any] = {}
+    problem: Rejection | None = None
+    for name, value in doc.items():
+        if isinstance(value, (dict, list)) and _too_deep(value, 2):
+            return Rejection("too_deep", f"event nests deeper than {MAX_DEPTH} levels")
+        if name in BOOKKEEPING_FIELDS:
+            continue
+        fields[name] = value
+        if problem is None:
+            problem = _top_field_problem(name, value)
     if problem:
         return problem
     ts_ms = parse_ts(doc["ts"]) if doc.get("ts") is not None else record_ts_ms

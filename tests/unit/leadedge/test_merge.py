@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -139,6 +140,46 @@ def test_a_repeated_event_id_counts_once() -> None:
     assert isinstance(
         merge_event(state, event({"clicks": "+1"}, event_id="e1"), RULES, (0, 5)), Duplicate
     )
+
+
+def test_the_last_max_event_ids_are_remembered_in_order() -> None:
+    rules = MergeRules(max_event_ids=20)
+    state = merge_all(*(event({}, event_id=f"e{n}") for n in range(50)), rules=rules)
+    assert state["_event_ids"] == [f"e{n}" for n in range(30, 50)]
+    assert isinstance(merge_event(state, event({}, event_id="e30"), rules, (0, 99)), Duplicate)
+    # Forgotten: applied again, as a list of the last 20 says.
+    assert isinstance(merge_event(state, event({}, event_id="e29"), rules, (0, 99)), Applied)
+
+
+def test_a_state_used_again_after_a_newer_one_still_knows_its_own_event_ids() -> None:
+    # A flush that failed: the engine drops the newer state and reads the older one again.
+    rules = MergeRules(max_event_ids=20)
+    older = merge_all(*(event({}, event_id=f"e{n}") for n in range(40)), rules=rules)
+    newer = merge_event(older, event({}, event_id="new"), rules, (0, 40))
+    assert isinstance(newer, Applied)
+    assert older["_event_ids"] == [f"e{n}" for n in range(20, 40)]
+    for seen in ("e20", "e39"):
+        assert isinstance(merge_event(older, event({}, event_id=seen), rules, (0, 41)), Duplicate)
+    again = merge_event(older, event({}, event_id="new"), rules, (0, 40))
+    assert isinstance(again, Applied)
+    assert again.state["_event_ids"] == newer.state["_event_ids"]
+    assert isinstance(merge_event(newer.state, event({}, event_id="e20"), rules, (0, 41)), Applied)
+    assert isinstance(
+        merge_event(newer.state, event({}, event_id="e21"), rules, (0, 41)), Duplicate
+    )
+
+
+def test_event_ids_decoded_from_the_table_work_as_those_kept_in_memory() -> None:
+    rules = MergeRules(max_event_ids=20)
+    kept = merge_all(*(event({}, event_id=f"e{n}") for n in range(30)), rules=rules)
+    decoded = orjson.loads(orjson.dumps(kept))
+    assert decoded == kept
+    for candidate in ("e9", "e10", "e29", "e30"):
+        a = merge_event(kept, event({}, event_id=candidate), rules, (0, 30))
+        b = merge_event(decoded, event({}, event_id=candidate), rules, (0, 30))
+        assert type(a) is type(b)
+        if isinstance(a, Applied) and isinstance(b, Applied):
+            assert a.state == b.state
 
 
 def test_format_time_is_rfc3339_utc_with_milliseconds() -> None:
