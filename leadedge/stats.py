@@ -37,6 +37,8 @@ from leadedge.models import Event, State
 WINDOW_MS = 60_000
 SOURCE_FIELD = "source"
 NO_SOURCE = "unknown"
+# Only a string that starts with a sign can be an increment (see `leadedge.merge`).
+SIGNS = ("+", "-")
 
 
 def window_start(ts_ms: int) -> int:
@@ -85,11 +87,13 @@ def increments(fields: dict[str, Any], rules: MergeRules, path: str = "") -> dic
     """Every counter the event increments, by dotted name, with its increment string."""
     found: dict[str, str] = {}
     for name, value in fields.items():
-        dotted = f"{path}{name}"
-        if isinstance(value, dict):
-            found.update(increments(value, rules, f"{dotted}."))
-        elif isinstance(value, str) and INCREMENT.match(value) and rules.allows_increment(dotted):
-            found[dotted] = value
+        if isinstance(value, str):
+            if value[:1] in SIGNS and INCREMENT.match(value):
+                dotted = f"{path}{name}"
+                if rules.allows_increment(dotted):
+                    found[dotted] = value
+        elif isinstance(value, dict):
+            found.update(increments(value, rules, f"{path}{name}."))
     return found
 
 

@@ -163,6 +163,15 @@ def event_from_object(
     fields: dict[str, Any] = {}
     problem: Rejection | None = None
     for name, value in doc.items():
+        kind = type(value)
+        if kind is str or kind is int:
+            # The usual field: nothing nested, nothing to check but its name.
+            if name in BOOKKEEPING_FIELDS:
+                continue
+            fields[name] = value
+            if problem is None and (name[:1] == "_" or name in RESERVED_FIELDS):
+                problem = _top_field_problem(name, value)
+            continue
         if isinstance(value, (dict, list)) and _too_deep(value, 2):
             return Rejection("too_deep", f"event nests deeper than {MAX_DEPTH} levels")
         if name in BOOKKEEPING_FIELDS:
