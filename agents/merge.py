@@ -89,7 +89,9 @@ def build_engine(*, index: bool = True) -> BatchEngine:
     )
 
 
-app.batch_topic(requests_topic, build_engine)
+app.batch_topic(
+    requests_topic, build_engine, tables=(merged_requests, request_history, stats_partials)
+)
 
 
 @app.service

@@ -41,7 +41,15 @@ def _sequence_only(self: object, partition: int, merged: object, record: object)
 
 # Sinks off: the engine's flush leaves Elasticsearch out (the archive is not imported).
 _merge_agent = importlib.import_module("agents.merge")
-app.batch_topic(_merge_agent.requests_topic, lambda: _merge_agent.build_engine(index=False))
+app.batch_topic(
+    _merge_agent.requests_topic,
+    lambda: _merge_agent.build_engine(index=False),
+    tables=(
+        _merge_agent.merged_requests,
+        _merge_agent.request_history,
+        _merge_agent.stats_partials,
+    ),
+)
 
 # Experiments only (`bench.run --experiment`): leave out one part of the engine's work to
 # see what it costs. These change what the worker does: never for the product's figures.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
 import mode.loop
-from faust.types import ConsumerT, ProducerT, TopicT
+from faust.types import ConsumerT, ProducerT, TableT, TopicT
 
 from leadedge.changelog_flush import DrainingProducer
 from leadedge.config import Settings, bootstrap_servers, get_settings
@@ -37,13 +37,23 @@ class LeadEdgeApp(faust.App):
         super().__init__(*args, **kwargs)
         self._batch_factories: dict[str, Callable[[], BatchHandler]] = {}
         self._batch_handlers: dict[str, BatchHandler] = {}
+        # Tables written only through the batch engine (see `batch_topic`).
+        self.engine_tables: set[str] = set()
 
-    def batch_topic(self, topic: TopicT, factory: Callable[[], BatchHandler]) -> None:
+    def batch_topic(
+        self,
+        topic: TopicT,
+        factory: Callable[[], BatchHandler],
+        tables: Iterable[TableT[Any, Any]] = (),
+    ) -> None:
         """Subscribe `topic` and hand its records, a fetch at a time, to `factory()`'s handler.
 
         The handler is built once, when first asked for (by the consumer, or by a
-        service that runs it); see `leadedge.engine`.
+        service that runs it); see `leadedge.engine`. `tables` are the tables it writes
+        through the engine, whose local stores never run ahead of their changelogs: they
+        are kept after a crash (see `leadedge.table_stores`).
         """
+        self.engine_tables |= {table.name for table in tables}
         self.topics.add(topic)
         for name in topic.topics:
             self._batch_factories[name] = factory
@@ -78,7 +88,9 @@ class LeadEdgeApp(faust.App):
         """
         await super().on_first_start()
         if self._keeps_local_stores:
-            discarded = discard_after_unclean_stop(self.conf.tabledir)
+            discarded = discard_after_unclean_stop(
+                self.conf.tabledir, keep=frozenset(self.engine_tables)
+            )
             if discarded:
                 log.warning(
                     "The last stop was not clean: rebuilding %d local table stores from "

@@ -1,4 +1,5 @@
-"""Local table stores: rebuilt from the changelogs after kill -9, kept after a clean stop."""
+"""Local table stores after kill -9: the engine's kept, the others rebuilt; all kept after a
+clean stop."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def markers(datadir: Path) -> list[Path]:
     return list(datadir.rglob(CLEAN_STOP_MARKER))
 
 
-def test_a_worker_killed_with_9_rebuilds_its_tables_and_one_stopped_cleanly_keeps_them(
+def test_a_worker_killed_with_9_keeps_the_engines_stores_and_one_stopped_cleanly_keeps_all(
     endpoints: Endpoints, start_worker: WorkerFactory, city_db: Path
 ) -> None:
     history = generate(40, 400)
@@ -41,11 +42,17 @@ def test_a_worker_killed_with_9_rebuilds_its_tables_and_one_stopped_cleanly_keep
     produce(endpoints.broker, names.requests_topic, history.records)
     wait_for(lambda: serves_all(worker, expected), 120, "every merged request over HTTP")
     assert list(worker.datadir.rglob("*.db")), "the worker keeps its tables in RocksDB"
+    # A file of ours in each of the engine's stores: gone if a store is removed and rebuilt.
+    engine_stores = list(worker.datadir.rglob("merged_requests-*.db"))
+    assert engine_stores
+    for store in engine_stores:
+        (store / "kept-by-test").touch()
 
     worker.kill(signal.SIGKILL)
     assert markers(worker.datadir) == []
     worker.start()
     assert rebuilds(worker) == 1, worker.log_tail()
+    assert all((store / "kept-by-test").exists() for store in engine_stores)
     wait_for(lambda: serves_all(worker, expected), 120, "the same requests after kill -9")
 
     worker.kill(signal.SIGTERM)

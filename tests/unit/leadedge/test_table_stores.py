@@ -36,3 +36,18 @@ def test_a_first_start_with_no_tables_removes_nothing(tmp_path: Path) -> None:
     assert discard_after_unclean_stop(tmp_path / "absent") == []
     assert discard_after_unclean_stop(tmp_path) == []
     assert unrelated.exists()
+
+
+def test_the_engines_stores_are_kept_after_a_crash_and_the_others_rebuilt(tmp_path: Path) -> None:
+    engine = make_store(tmp_path, "merged_requests-3.db")
+    other_partition = make_store(tmp_path, "merged_requests-12.db")
+    faust_written = make_store(tmp_path, "request_stats-3.db")
+    removed = discard_after_unclean_stop(tmp_path, keep=frozenset({"merged_requests"}))
+    assert removed == [faust_written]
+    assert engine.exists() and other_partition.exists() and not faust_written.exists()
+
+
+def test_a_table_name_with_dashes_is_read_from_its_store_directory(tmp_path: Path) -> None:
+    store = make_store(tmp_path, "my-app-table-7.db")
+    assert discard_after_unclean_stop(tmp_path, keep=frozenset({"my-app-table"})) == []
+    assert store.exists()
