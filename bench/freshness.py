@@ -146,6 +146,7 @@ async def _run_rate(
                 *command, cwd=REPO, stdout=asyncio.subprocess.PIPE
             )
             output = asyncio.ensure_future(producer.communicate())
+            es_before = await _es_node_stats(session)
             started = time.monotonic()
             next_sample = started
             cpu = CpuMeter()
@@ -170,6 +171,7 @@ async def _run_rate(
                 await poller.poll()
                 await asyncio.sleep(POLL_S)
             drained_s = time.monotonic() - produce_end
+            es_cost = _es_cost(es_before, await _es_node_stats(session))
     finally:
         await consumer.stop()
     delays = [poller.seen[k] for k in range(probes) if k in poller.seen]
@@ -203,6 +205,8 @@ async def _run_rate(
         "sustained": rate_ok and bounded and missing == 0,
         "machine_busy": round(busy, 3),
         "es_poll_errors": poller.errors,
+        # What the run cost Elasticsearch (the whole node, run and drain).
+        **es_cost,
         "lag_series": [[round(t, 1), m, i] for t, m, i in lag],
     }
     return result
@@ -228,6 +232,45 @@ async def _sample_lag(
     produced = await _end_offsets(consumer, topic)
     merged = await _end_offsets(consumer, merged_topic)
     return elapsed, max(produced - handled, 0), max(merged - indexed, 0)
+
+
+ES_NODE_STATS = (
+    "/_nodes/_local/stats/process,indices?filter_path="
+    "nodes.*.process.cpu,nodes.*.indices.refresh,nodes.*.indices.merges"
+)
+# (figure, path in the node stats, scale to seconds or 1)
+ES_COSTS = (
+    ("es_cpu_s", ("process", "cpu", "total_in_millis"), 1000),
+    ("es_refreshes", ("indices", "refresh", "total"), 1),
+    ("es_refresh_s", ("indices", "refresh", "total_time_in_millis"), 1000),
+    ("es_merge_s", ("indices", "merges", "total_time_in_millis"), 1000),
+)
+
+
+async def _es_node_stats(session: aiohttp.ClientSession) -> dict[str, Any]:
+    try:
+        async with session.get(f"{ES_URL}{ES_NODE_STATS}") as answer:
+            nodes = (await answer.json())["nodes"]
+    except (aiohttp.ClientError, KeyError, ValueError):
+        return {}
+    return dict(next(iter(nodes.values()), {}))
+
+
+def _es_cost(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Elasticsearch's CPU seconds, refreshes and their time, merge time between two stats."""
+
+    def value(stats: dict[str, Any], path: tuple[str, ...]) -> float:
+        for part in path:
+            stats = stats[part]
+        return float(stats)  # type: ignore[arg-type]
+
+    try:
+        return {
+            name: round((value(after, path) - value(before, path)) / scale, 1)
+            for name, path, scale in ES_COSTS
+        }
+    except (KeyError, TypeError):
+        return {}
 
 
 def _round(value: float | None) -> float | None:

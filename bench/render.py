@@ -18,6 +18,12 @@ DOCUMENT = REPO / "BENCHMARKS.md"
 FULL = {"events": 1_000_000, "duration": 60, "ids": 1_000_000}
 
 
+def _es_cost_cell(row: dict[str, Any]) -> str:
+    if "es_cpu_s" not in row:
+        return "—"
+    return f"{row['es_cpu_s']:,.1f} / {row['es_refreshes']:,.0f} / {row['es_merge_s']:,.1f}"
+
+
 def number(value: Any, digits: int = 0) -> str:
     if value is None:
         return "—"
@@ -304,6 +310,7 @@ def document(results: dict[str, Any], plotted: bool) -> str:
     lines += _table(["target", "goal", "measured", ""], target_rows)
 
     freshness = results.get("freshness") or []
+    refresh_interval = results.get("setup", {}).get("es_refresh_interval", "?")
     if freshness:
         lines += ["", "## Freshness: produce → searchable in Elasticsearch", ""]
         fresh_rows = [
@@ -317,6 +324,7 @@ def document(results: dict[str, Any], plotted: bool) -> str:
                 f"{row['probes_seen']:,} / {row['probes']:,}",
                 "yes" if row["sustained"] else "**no**",
                 f"{row['merge_lag_last_third_max']:,} / {row['index_lag_last_third_max']:,}",
+                _es_cost_cell(row),
             ]
             for row in freshness
         ]
@@ -331,6 +339,7 @@ def document(results: dict[str, Any], plotted: bool) -> str:
                 "probes seen",
                 "sustained",
                 "backlog merge / index",
+                "Elasticsearch CPU s / refreshes / merge s",
             ],
             fresh_rows,
         )
@@ -340,7 +349,9 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             "",
             f"Each rate ran {args.get('duration'):g} s against a fresh worker; the last probes"
             f" then had up to {drain:g} s to become searchable. Backlog: the most events not"
-            " yet handled by the merge agent / not yet indexed, in the last third of the run.",
+            " yet handled by the merge agent / not yet indexed, in the last third of the run."
+            " Elasticsearch: the node's CPU seconds, refreshes and merge time over the run and"
+            f" its drain, with refresh interval {refresh_interval}.",
         ]
 
     details = results.get("details", {})

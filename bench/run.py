@@ -62,6 +62,7 @@ from bench.common import (
 from bench.freshness import freshness
 from bench.loadgen import Generator, LoadShape, ProduceStats, mean_events_per_id, produce
 from bench.profiling import print_summary, summarize
+from leadedge.config import Settings
 
 STAGES = (
     "merge",
@@ -242,6 +243,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "partitions": PARTITIONS,
             "geoip_db": (geoip_db() or Path("none")).name,
             "worker_command": "faust --datadir DIR -A APP worker --web-port PORT -l info",
+            # What the workers use: their environment holds only the bench's LEADEDGE_ values.
+            "es_refresh_interval": Settings.model_fields["es_refresh_interval"].default,
         },
         "prefix": names.prefix,
     }
