@@ -309,6 +309,30 @@ def document(results: dict[str, Any], plotted: bool) -> str:
         target_rows.append([row["meaning"], row["target"], shown, state])
     lines += _table(["target", "goal", "measured", ""], target_rows)
 
+    recovery_runs = results.get("recovery_runs") or []
+    if recovery_runs:
+        lines += [
+            "",
+            "## Recovery: kill -9 to `/health` 200",
+            "",
+            "The rss stage's worker (sinks off), killed once it holds `--ids` requests and"
+            " started again over the same data directory. A worker from another commit runs"
+            " with `BENCH_WORKER_REPO=<checkout of that commit>` and this commit's bench.",
+            "",
+        ]
+        lines += _table(
+            ["worker commit", "requests held", "kill -9 → /health 200", "command"],
+            [
+                [
+                    f"`{run['worker_commit']}`",
+                    f"{run['ids']:,}",
+                    f"{run['recovery_s']:,.1f} s",
+                    f"`{run['command']}`",
+                ]
+                for run in recovery_runs
+            ],
+        )
+
     freshness = results.get("freshness") or []
     refresh_interval = results.get("setup", {}).get("es_refresh_interval", "?")
     if freshness:

@@ -32,7 +32,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -48,6 +50,7 @@ from bench.common import (
     BROKER,
     ES_URL,
     PARTITIONS,
+    REPO,
     RESULTS,
     Names,
     create_topic,
@@ -369,6 +372,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 results["rss_mb"] = detail["rss_mb"]
                 results["recovery_s"] = detail["recovery_s"]
+                results["recovery_runs"] = [
+                    {
+                        "worker_commit": worker_commit(),
+                        "ids": args.ids,
+                        "recovery_s": detail["recovery_s"],
+                        "command": command,
+                    }
+                ]
                 print(f"rss_mb: {detail['rss_mb']:,.0f} MB with {args.ids:,} ids")
                 print(f"recovery_s: {detail['recovery_s']:,.1f} s (kill -9 to /health 200)")
             elif stage == "profile":
@@ -407,8 +418,14 @@ def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dic
     figures = {
         key: value
         for key, value in fresh.items()
-        if key.endswith("_eps") or key in ("rss_mb", "freshness")
+        if key.endswith("_eps") or key in ("rss_mb", "recovery_s", "freshness")
     }
+    # Recovery figures of every worker version measured, the newest per commit.
+    runs = {
+        run["worker_commit"]: run
+        for run in [*previous.get("recovery_runs", []), *fresh.get("recovery_runs", [])]
+    }
+    figures["recovery_runs"] = list(runs.values())
     details = {**previous.get("details", {}), **fresh.get("details", {})}
     merged = {**previous, **figures, "details": details}
     # Which commands made the figures; the machine and versions as of the latest run.
@@ -418,6 +435,20 @@ def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dic
             merged[key] = fresh[key]
     merged["targets"] = targets(merged)
     return merged
+
+
+def worker_commit() -> str:
+    """The commit the workers run (`BENCH_WORKER_REPO`'s when set), short, `+` if changed."""
+    repo = os.environ.get("BENCH_WORKER_REPO") or str(REPO)
+    head = subprocess.run(
+        ["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{head}+" if dirty else head or "unknown"
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
