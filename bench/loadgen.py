@@ -331,6 +331,10 @@ class _Batches:
         self.futures.clear()
 
 
+# At a fixed rate, how often the events made since the last burst go out.
+BURST_S = 0.01
+
+
 def throughput_producer(broker: str, *, linger_ms: int) -> AIOKafkaProducer:
     """An aiokafka producer tuned for throughput: big batches, leader acks, no idempotence."""
     return AIOKafkaProducer(
@@ -356,8 +360,11 @@ async def produce(
 ) -> ProduceStats:
     """Produce `events` (or for `duration` seconds), at `rate` per second or as fast as possible.
 
-    At a fixed rate, events go out in small bursts every 5 ms on the wall-clock schedule,
-    so a slow moment is caught up and the average stays on target.
+    At a fixed rate, events are made on the wall-clock schedule and go out in bursts every
+    `BURST_S` (one batch per partition), so a slow moment is caught up and the average
+    stays on target. A burst per 2 ms tick cost the producer process more CPU than the
+    worker it measures at 1,000 events/s; every 10 ms adds 5 ms to produce-to-searchable
+    on average.
     """
     if events is None and duration is None:
         msg = "give events, duration or both"
@@ -374,7 +381,7 @@ async def produce(
         started = loop.time()
         deadline = started + duration if duration is not None else None
         limit = events if events is not None else sys.maxsize
-        last_report = started
+        last_report = last_burst = started
         while stats.events < limit:
             now = loop.time()
             if deadline is not None and now >= deadline:
@@ -392,8 +399,9 @@ async def produce(
                 await batches.add(key, value)
                 stats.bytes += len(value)
             stats.events += due
-            # At a rate every tick goes out at once; flat out, batches go out as they fill.
-            if rate:
+            # At a rate every burst goes out at once; flat out, batches go out as they fill.
+            if rate and now - last_burst >= BURST_S:
+                last_burst = now
                 await batches.send_all()
             if progress and now - last_report >= 5:
                 last_report = now

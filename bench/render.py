@@ -214,13 +214,14 @@ def findings(results: dict[str, Any]) -> list[str]:
             f" code (validation, merge, enrichment, history), {framework:.0f}% in Faust,"
             " mode, aiokafka and the asyncio loop."
         )
+    refresh = results.get("setup", {}).get("es_refresh_interval", "1s")
     sustained = [row for row in results.get("freshness", []) if row["sustained"]]
     if sustained:
         best = max(sustained, key=lambda row: row["rate"])
         out.append(
             f"The highest rate the worker sustained is {best['rate']:,} events/s: produce to"
             f" searchable in p50 {best['p50_s']:g} s, p99 {best['p99_s']:g} s. Elasticsearch's"
-            " refresh interval (1 s) alone adds up to a second to every delay."
+            f" refresh interval ({refresh}) alone adds up to that much to every delay."
         )
     for row in results.get("freshness", []):
         if not row["sustained"]:
@@ -303,7 +304,7 @@ def document(results: dict[str, Any], plotted: bool) -> str:
     for row in results.get("targets", []):
         value = row["value"]
         shown = number(value, 3 if isinstance(value, float) and value < 100 else 0)
-        if row["name"] == "freshness_p99_5000" and value is None and row["reached"] is False:
+        if row["name"].startswith("freshness_") and value is None and row["reached"] is False:
             shown = f"> {drain:g} s"
         state = {True: "reached", False: "**not reached**", None: "not measured"}[row["reached"]]
         target_rows.append([row["meaning"], row["target"], shown, state])
@@ -429,6 +430,20 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             f" after {quix['startup_s']:.1f} s start-up (final commit {quix['final_commit_s']} s);"
             " `bench/peers/quix_merge.py`."
         )
+    length = details.get("request-length")
+    if length:
+        positions = length["positions"]
+        out_length = ", ".join(
+            f"{int(n):,}: {p['kept us']:,.0f} µs"
+            for n, p in sorted(positions.items(), key=lambda i: int(i[0]))
+        )
+        lines.append(
+            f"- **request-length**: per-event cost of a request's n-th event, states kept"
+            f" decoded ({out_length}; a chunk of history that fills is written on top);"
+            f" the 1,000th costs {length['kept last/first']:g} times the first"
+            f" ({length['round trip last/first']:g} times when the state is decoded and encoded per"
+            " event)."
+        )
     rss = details.get("rss")
     if rss:
         sinks_on = rss.get("sinks", "on") == "on"
@@ -454,7 +469,11 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             "## Profile of the merge worker (py-spy, sinks off)",
             "",
             f"{profile['samples']:,.0f} s of samples; speedscope file"
-            f" `{details['profile']['file']}` (git-ignored). Top of the stack (self):",
+            f" `{details['profile']['file']}` (git-ignored), every thread. The samples on"
+            " `ServiceThread._start_thread` are Faust's consumer thread (aiokafka in an event"
+            " loop of its own) waiting for fetches: the worker's CPU time stays at about one"
+            " core (see merge_eps above), so the main thread holds nearly all of it."
+            " Top of the stack (self):",
             "",
         ]
         lines += _table(
@@ -532,7 +551,8 @@ def document(results: dict[str, Any], plotted: bool) -> str:
         f"- {machine.get('nproc')} cores ({machine.get('cpu_model')}),"
         f" {machine.get('memory_gib')} GiB memory, Linux {machine.get('kernel')};"
         f" load average at start {machine.get('load_average_at_start')}.",
-        "- Broker, Elasticsearch (refresh 1 s), S3 (moto) and the worker on this machine"
+        f"- Broker, Elasticsearch (refresh {setup.get('es_refresh_interval', '1s')}), S3 (moto)"
+        " and the worker on this machine"
         " (`leadedge stack up`); " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         f"- Worker: `{setup.get('worker_command')}`, {setup.get('partitions')} partitions,"
         f" GeoIP database {setup.get('geoip_db')}.",
