@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     es_batch_size: int = Field(500, ge=1)
     es_linger_ms: int = Field(50, ge=0)
     # How long an indexed merged request waits to become searchable: a quarter second
-    # keeps produce-to-searchable under a second at low rates, for about 1.5× the
+    # keeps produce-to-searchable under a second at low rates, for about 1.5 times the
     # Elasticsearch CPU of its 1 s default (BENCHMARKS.md, freshness).
     es_refresh_interval: str = "250ms"
 
