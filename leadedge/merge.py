@@ -15,7 +15,8 @@ from typing import Any
 from leadedge.models import Event, Rejection, State
 
 INCREMENT = re.compile(r"^[+-]([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
-_SIGNS = ("+", "-")
+# Only a string that starts with a sign can be an increment.
+SIGNS = ("+", "-")
 
 # Bookkeeping kept beside the merged fields in the table.
 CREATED = "_created_ms"
@@ -82,7 +83,7 @@ def apply_fields(
             merged.pop(name, None)
         elif isinstance(value, str):
             # Only a string that starts with a sign can be an increment.
-            if value[:1] not in _SIGNS or (counters and not rules.allows_increment(path + name)):
+            if value[:1] not in SIGNS or (counters and not rules.allows_increment(path + name)):
                 merged[name] = value
                 continue
             digits = value[1:]

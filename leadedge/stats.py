@@ -31,14 +31,12 @@ from typing import Any
 
 import orjson
 
-from leadedge.merge import INCREMENT, MergeRules, format_time
+from leadedge.merge import INCREMENT, SIGNS, MergeRules, format_time
 from leadedge.models import Event, State
 
 WINDOW_MS = 60_000
 SOURCE_FIELD = "source"
 NO_SOURCE = "unknown"
-# Only a string that starts with a sign can be an increment (see `leadedge.merge`).
-SIGNS = ("+", "-")
 
 
 def window_start(ts_ms: int) -> int:

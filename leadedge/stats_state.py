@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadedge.models import Event, SourceRecord, State
+from leadedge.models import State
 from leadedge.stats import (
     Counted,
     Window,
@@ -148,24 +148,6 @@ class UnsentPartials:
 
     def __len__(self) -> int:
         return len(self._newest)
-
-
-def plan_applied(
-    lookup: Lookup,
-    record: SourceRecord,
-    event: Event,
-    counted: Counted,
-    *,
-    lateness_ms: int,
-) -> Plan:
-    """Step 1 for one event the merge applied (see `leadedge.stats.count_applied`)."""
-    count = PartitionCount(lookup, record.partition, lateness_ms=lateness_ms)
-    outcome = count.add(
-        counted, offset=record.offset, event_ts_ms=event.ts_ms, record_ts_ms=record.timestamp_ms
-    )
-    plan = count.finish()
-    plan.outcome = outcome
-    return plan
 
 
 class PartitionCount:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
+from tests.integration.checks import wait_indexed_as_reference, wait_served_as_reference
 from tests.integration.conftest import WorkerFactory
 from tests.integration.history import generate, reference_merge, reference_stats
 from tests.integration.kafka_io import produce_at_rate, read_all
@@ -52,40 +53,17 @@ def test_merged_requests_and_minute_stats_equal_the_reference_after_kill_9s_mid_
     producer.join()
     assert len(positions) == len(history.records)
 
-    pending = dict(expected)
-
-    def all_served() -> bool:
-        for request_id in list(pending):
-            status, body = worker.get(f"/requests/{request_id}")
-            if status == 200 and body == pending[request_id]:
-                del pending[request_id]
-        return not pending
-
-    try:
-        wait_for(all_served, 300, f"{len(expected)} merged requests over HTTP", interval=1)
-    except AssertionError as exc:
-        request_id = next(iter(pending))
-        served = worker.get(f"/requests/{request_id}")
+    def explain(request_id: str) -> str:
         _, timeline = worker.get(f"/requests/{request_id}/history?limit=1000")
         applied = [(e["partition"], e["offset"]) for e in timeline.get("events", [])]
         sent = [
             positions[n] for n, (key, _) in enumerate(history.records) if key == request_id.encode()
         ]
-        raise AssertionError(
-            f"{exc}: {len(pending)} differ, e.g. {request_id}: expected {pending[request_id]}, "
-            f"served {served}; records not in its history: "
-            f"{sorted(set(sent) - set(applied))}; in its history: {applied}"
-        ) from None
+        missing = sorted(set(sent) - set(applied))
+        return f"records not in its history: {missing}; in its history: {applied}"
 
-    es = Elasticsearch(endpoints.es_url)
-
-    def all_indexed() -> bool:
-        es.indices.refresh(index=names.es_alias)
-        hits = es.search(index=names.es_alias, size=IDS + 100, query={"match_all": {}})["hits"]
-        documents = {hit["_id"]: hit["_source"] for hit in hits["hits"]}
-        return documents == expected
-
-    wait_for(all_indexed, 120, "every merged request in Elasticsearch", interval=1)
+    wait_served_as_reference(worker, expected, 300, explain)
+    wait_indexed_as_reference(endpoints, names, expected, 120)
 
     bad = {positions[index] for index in history.bad_indexes}
     dead = read_all(endpoints.broker, names.dlq_topic, expect=len(bad), timeout=60)

@@ -7,18 +7,17 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from elasticsearch import Elasticsearch
 
 from leadedge.config import bootstrap_servers
+from tests.integration.checks import wait_indexed_as_reference, wait_served_as_reference
 from tests.integration.conftest import WorkerFactory
 from tests.integration.history import History, generate, reference_merge
 from tests.integration.stack import Endpoints
-from tests.integration.worker import Names, Worker, wait_for
+from tests.integration.worker import Names
 
 pytestmark = pytest.mark.integration
 
@@ -142,40 +141,11 @@ def test_workers_joining_leaving_and_dying_mid_stream_leave_exact_merges_and_no_
         traffic.thread.join()
     assert traffic.sent / RATE >= 60, f"only {traffic.sent} events sent"
     sent = History(records=history.records[: traffic.sent])
-    check_exact(endpoints, names, first, reference_merge(sent, city_db))
+    expected = reference_merge(sent, city_db)
+    wait_served_as_reference(first, expected, 120)
+    wait_indexed_as_reference(endpoints, names, expected, 120)
     if late:
         # Known (README, "Known issues"): a partition that moves to a worker without its
         # tables is rebuilt from its whole changelog, which Faust reads at a few hundred
         # records a second while the machine is busy: the merges are exact, the lag is late.
         pytest.xfail(f"lag not back near zero within {CATCH_UP_S} s after: {late}")
-
-
-def check_exact(
-    endpoints: Endpoints, names: Names, worker: Worker, expected: dict[str, Any]
-) -> None:
-    pending = dict(expected)
-
-    def all_served() -> bool:
-        for request_id in list(pending):
-            status, body = worker.get(f"/requests/{request_id}")
-            if status == 200 and body == pending[request_id]:
-                del pending[request_id]
-        return not pending
-
-    try:
-        wait_for(all_served, 120, f"{len(expected)} merged requests over HTTP", interval=1)
-    except AssertionError as exc:
-        request_id = next(iter(pending))
-        raise AssertionError(
-            f"{exc}: {len(pending)} differ, e.g. {request_id}: expected {pending[request_id]}, "
-            f"served {worker.get(f'/requests/{request_id}')}"
-        ) from None
-
-    es = Elasticsearch(endpoints.es_url)
-
-    def all_indexed() -> bool:
-        es.indices.refresh(index=names.es_alias)
-        hits = es.search(index=names.es_alias, size=len(expected) + 100)["hits"]["hits"]
-        return {hit["_id"]: hit["_source"] for hit in hits} == expected
-
-    wait_for(all_indexed, 120, "every merged request in Elasticsearch", interval=1)

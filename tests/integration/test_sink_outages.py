@@ -9,14 +9,13 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from elasticsearch import Elasticsearch
 
 from leadedge.config import bootstrap_servers
+from tests.integration.checks import wait_indexed_as_reference
 from tests.integration.conftest import WorkerFactory
 from tests.integration.history import generate, reference_merge
 from tests.integration.kafka_io import produce_at_rate
@@ -83,19 +82,6 @@ def assert_archived_exactly_once(
         assert f"/topic={names.requests_topic}/dt=" in key and "/hour=" in key
 
 
-def assert_indexed_as_reference(
-    endpoints: Endpoints, names: Names, expected: dict[str, Any]
-) -> None:
-    es = Elasticsearch(endpoints.es_url)
-
-    def all_indexed() -> bool:
-        es.indices.refresh(index=names.es_alias)
-        hits = es.search(index=names.es_alias, size=len(expected) + 100)["hits"]["hits"]
-        return {hit["_id"]: hit["_source"] for hit in hits} == expected
-
-    wait_for(all_indexed, 180, "every merged request in Elasticsearch", interval=2)
-
-
 # While Elasticsearch is away the batch engine's flush waits and intake pauses once
 # LEADEDGE_FLUSH_MAX_RECORDS records are unflushed (docs/exactly-once.md, "Backpressure").
 ES_OUTAGE_S = 60
@@ -137,7 +123,7 @@ def test_elasticsearch_down_60s_at_2000_per_s_loses_nothing_commits_nothing_stay
         f"offsets committed while Elasticsearch was down: {committed}"
     )
     assert peak_kb <= MEMORY_BOUND_KB, f"worker resident memory peaked at {peak_kb} kB"
-    assert_indexed_as_reference(endpoints, names, expected)
+    wait_indexed_as_reference(endpoints, names, expected, 180, interval=2)
 
 
 def resident_kb(worker: Worker) -> int:

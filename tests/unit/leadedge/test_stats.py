@@ -25,11 +25,11 @@ from leadedge.stats import (
 from leadedge.stats_state import (
     HOUR_MS,
     KEEP_CLOSED_MS,
+    PartitionCount,
     Plan,
     UnsentPartials,
     clock_key,
     kept_partials,
-    plan_applied,
     plan_total,
 )
 
@@ -57,7 +57,16 @@ class Table(dict[str, Any]):
             return Plan(outcome="skipped")
         self.states[outcome.request_id] = outcome.state
         counted = count_applied(outcome.event, outcome.state, outcome.created, RULES)
-        plan = plan_applied(self.get, rec, outcome.event, counted, lateness_ms=lateness_ms)
+        # One event at a time: each run of the engine's batch counting holds a single event.
+        count = PartitionCount(self.get, rec.partition, lateness_ms=lateness_ms)
+        outcome_name = count.add(
+            counted,
+            offset=rec.offset,
+            event_ts_ms=outcome.event.ts_ms,
+            record_ts_ms=rec.timestamp_ms,
+        )
+        plan = count.finish()
+        plan.outcome = outcome_name
         for key, value in plan.writes:
             if value is None:
                 self.pop(key, None)

@@ -1,6 +1,6 @@
 """The aggregates under redelivery: equal to counting each applied event exactly once.
 
-Step 1 counts what the merge applies (`count_applied`, `plan_applied`) into a partition's
+Step 1 counts what the merge applies (`count_applied`, `PartitionCount`) into a partition's
 partials; here each partition's records are read with redeliveries (a run of records read
 again from an earlier offset, as after a rebalance), through the real merge and step 1
 over plain dicts, and the totals step 2 folds from every partial sent are compared with a
@@ -19,20 +19,17 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadedge.enrich import Enricher
 from leadedge.merge import Applied, MergeRules, merge_event
 from leadedge.models import Event, SourceRecord
-from leadedge.processing import Merged, RecordProcessor
 from leadedge.stats import (
-    count_applied,
     increments,
     merge_partial,
     source_label,
     window_document,
     window_start,
 )
-from leadedge.stats_state import plan_applied
 from leadedge.validate import parse_event
+from tests.unit.leadedge.test_stats import Table
 
 T0 = 1_700_000_040_000
 PARTITIONS = 3
@@ -122,9 +119,7 @@ def test_redelivered_records_count_every_applied_event_exactly_once(
     events: list[Any], data: st.DataObject
 ) -> None:
     by_partition = records_of(events)
-    processor = RecordProcessor(RULES, Enricher(None), max_event_bytes=65536)
-    states: dict[str, Any] = {}
-    partials: dict[str, Any] = {}
+    table = Table()
     delivered: list[dict[str, Any]] = []
     for records in by_partition.values():
         position = 0
@@ -132,18 +127,7 @@ def test_redelivered_records_count_every_applied_event_exactly_once(
             # Read on, or go back to an earlier offset and read again from there.
             if position and data.draw(st.integers(0, 3)) == 0:
                 position = data.draw(st.integers(0, position - 1))
-            rec = records[position]
+            plan = table.run(records[position], lateness_ms=NO_LATENESS)
             position += 1
-            outcome = processor.process(rec, states.get)
-            if not isinstance(outcome, Merged):
-                continue
-            states[outcome.request_id] = outcome.state
-            counted = count_applied(outcome.event, outcome.state, outcome.created, RULES)
-            plan = plan_applied(partials.get, rec, outcome.event, counted, lateness_ms=NO_LATENESS)
-            for key, value in plan.writes:
-                if value is None:
-                    partials.pop(key, None)
-                else:
-                    partials[key] = value
             delivered.extend(partial for _, partial in plan.sends)
     assert results(delivered) == reference(by_partition)
