@@ -9,6 +9,7 @@ from typing import Any
 import faust
 import mode.loop
 from faust.types import ConsumerT, ProducerT, TableT, TopicT
+from faust.web import Web
 
 from leadedge.changelog_flush import DrainingProducer
 from leadedge.config import Settings, bootstrap_servers, get_settings
@@ -16,7 +17,8 @@ from leadedge.engine.intake import BatchConsumer, BatchHandler
 from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
 from leadedge.table_stores import discard_after_unclean_stop, mark_clean_stop
-from leadedge.web.auth import KeyStore
+from leadedge.web.auth import ApiKeys
+from leadedge.web.server import GuardedWeb, WebLimits
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ mode.loop.use("uvloop")
 settings = get_settings()
 # Read here, not in a view module: an error in an autodiscovered module only logs a
 # warning, and a bad keys file must stop the worker with a message naming the variable.
-api_keys = KeyStore.load(settings.api_keys_file)
+api_keys = ApiKeys(settings.api_keys_file)
 
 
 class LeadEdgeApp(faust.App):
@@ -115,6 +117,10 @@ class LeadEdgeApp(faust.App):
     def _keeps_local_stores(self) -> bool:
         return self.conf.store.scheme == "rocksdb"
 
+    def _new_web(self) -> Web:
+        # Faust's own pages are not served; every route is behind the API key check.
+        return GuardedWeb(self, keys=api_keys, limits=WebLimits.from_settings(settings))
+
     def _new_producer(self) -> ProducerT:
         # Offsets are committed after a flush: it must not return with changelog
         # records still buffered (see `leadedge.changelog_flush`).
@@ -147,6 +153,14 @@ app = LeadEdgeApp(
     topic_replication_factor=settings.replication_factor,
     topic_allow_declare=True,
     web_port=settings.web_port,
+    web_bind=settings.web_bind,
+    # Faust's table, router, statistics and graph pages would serve any project's state
+    # without a key: off (and not mounted at all, see `leadedge.web.server`).
+    web_tables_enabled=False,
+    web_router_enabled=False,
+    web_stats_enabled=False,
+    web_graph_enabled=False,
+    web_metrics_enabled=False,
     # The address other workers use to forward a lookup to the owner of an id.
     web_host=settings.web_host,
     # Tables keep JSON; the topics below override this with raw bytes.

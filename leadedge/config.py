@@ -36,7 +36,21 @@ class Settings(BaseSettings):
     # partitions before the group hands them to the others.
     session_timeout_s: float = Field(10.0, ge=1.0)
     web_port: int = Field(6066, ge=1, le=65535)
+    # The address other workers use to reach this one (forwarded lookups) ...
     web_host: str = "127.0.0.1"
+    # ... and the interface the web server listens on: this machine only, unless set
+    # (e.g. 0.0.0.0 in a container).
+    web_bind: str = "127.0.0.1"
+    # A client has this long to send a request's headers (from connecting, or after the
+    # previous answer on a kept-alive connection) and then its body; an idle kept-alive
+    # connection is closed after it too.
+    web_read_timeout_s: float = Field(10.0, gt=0)
+    # Open connections served at once; the next ones get 503 and are closed.
+    web_max_connections: int = Field(256, ge=1)
+    # Requests served on one kept-alive connection before the answer says `Connection: close`.
+    web_max_requests_per_connection: int = Field(1000, ge=1)
+    # How long a lookup forwarded to the worker that owns the id may take before 503.
+    web_forward_timeout_s: float = Field(3.0, gt=0)
 
     # Merge rules and enrichment
     ipaddress_field: str = "ipaddress"

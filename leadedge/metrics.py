@@ -71,6 +71,14 @@ http_request_seconds = Histogram(
     ["method", "route", "status"],
     registry=registry,
 )
+http_refused_total = Counter(
+    "leadedge_http_refused_total",
+    "Calls refused before any handler ran, by reason: unauthorized (401: a missing or"
+    " unknown API key), forbidden (403: a key without access to the route), body_timeout"
+    " (408), body_too_large (413), too_many_connections (503).",
+    ["reason"],
+    registry=registry,
+)
 freshness_seconds = Histogram(
     "leadedge_freshness_seconds",
     "From the event time of a request's latest event to its document being indexed.",

@@ -8,14 +8,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from aiohttp import web
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
 from leadedge import metrics
-from leadedge.app import api_keys, app
-from leadedge.models import DEFAULT_PROJECT
+from leadedge.app import app
+from leadedge.web.access import Access, caller_of, declare
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,25 @@ def error(view: View, status: int, message: str, **headers: str) -> Response:
 def unavailable(view: View, why: str) -> Response:
     """503 with Retry-After: never a silent empty or stale answer."""
     return error(view, 503, why, Retry_After=RETRY_AFTER_S)
+
+
+def int_param(request: Request, name: str, default: int, minimum: int, maximum: int) -> int | str:
+    """A query parameter of ASCII digits from `minimum` to `maximum`, or what is wrong."""
+    raw = cast(web.Request, request).query.get(name)
+    if raw is None:
+        return default
+    # ASCII only: str.isdigit() also takes "²" and "①", which int() refuses. The length
+    # bound keeps int() away from huge inputs.
+    if (
+        raw.isascii()
+        and raw.isdigit()
+        and len(raw) <= len(str(maximum))
+        and minimum <= int(raw) <= maximum
+    ):
+        return int(raw)
+    return (
+        f"query parameter {name!r} must be an integer from {minimum} to {maximum}, not {raw[:40]!r}"
+    )
 
 
 def recovery() -> Recovery:
@@ -63,29 +83,22 @@ def not_ready_because() -> list[str]:
     return reasons
 
 
-def endpoint(route: str, *, authenticate: bool = True) -> Callable[[Handler], Handler]:
-    """Time the call by route and status, check the API key, and never leak a traceback.
+def endpoint(route: str, *, access: Access = Access.PROJECT) -> Callable[[Handler], Handler]:
+    """Declare who may call the route, time the call by status, never leak a traceback.
 
-    The handler gets the caller's project as the keyword argument `project`.
+    `route` is the path exactly as the page registers it. The method is the handler's
+    name (`get`, `post`). The web server's guard has checked the key before the handler
+    runs; the handler gets the caller's project as the keyword argument `project`.
     """
 
     def decorate(handler: Handler) -> Handler:
+        declare(handler.__name__, route, access)
+
         @functools.wraps(handler)
         async def wrapper(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
             started = time.monotonic()
+            project = caller_of(cast(web.Request, request)).project or ""
             try:
-                if authenticate and api_keys.enabled:
-                    project = api_keys.project_for(request.headers.get("Authorization"))
-                    if project is None:
-                        response = error(
-                            view,
-                            401,
-                            "missing or unknown API key: send Authorization: Bearer <key>",
-                        )
-                        response.headers["WWW-Authenticate"] = "Bearer"
-                        return response
-                else:
-                    project = DEFAULT_PROJECT
                 response = await handler(view, request, *args, project=project, **kwargs)
             except ServiceUnavailable:
                 response = unavailable(

@@ -130,6 +130,8 @@ OPENAPI: dict[str, Any] = {
                     },
                     "400": _ERROR,
                     "401": _ERROR,
+                    "403": _ERROR,
+                    "408": _ERROR,
                     "413": _ERROR,
                     "415": _ERROR,
                 },
@@ -145,6 +147,7 @@ OPENAPI: dict[str, Any] = {
                         "content": {"application/json": {"schema": _MERGED}},
                     },
                     "401": _ERROR,
+                    "403": _ERROR,
                     "404": _ERROR,
                     "503": _ERROR,
                 },
@@ -184,6 +187,7 @@ OPENAPI: dict[str, Any] = {
                     },
                     "400": _ERROR,
                     "401": _ERROR,
+                    "403": _ERROR,
                     "404": _ERROR,
                     "503": _ERROR,
                 },
@@ -201,8 +205,12 @@ OPENAPI: dict[str, Any] = {
         },
         "/metrics": {
             "get": {
-                "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "Text exposition format"}, "401": _ERROR},
+                "summary": "Prometheus metrics (an operator key when keys are on)",
+                "responses": {
+                    "200": {"description": "Text exposition format"},
+                    "401": _ERROR,
+                    "403": _ERROR,
+                },
             }
         },
         "/stats": {

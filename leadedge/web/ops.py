@@ -10,6 +10,7 @@ from faust.web import Request, Response, View
 
 from leadedge import metrics
 from leadedge.app import app
+from leadedge.web.access import Access
 from leadedge.web.common import endpoint, not_ready_because, recovery, recovery_remaining
 from leadedge.web.openapi import OPENAPI
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 class HealthView(View):
     """200 when serving; 503 naming what it waits for while the tables recover."""
 
-    @endpoint("/health", authenticate=False)
+    @endpoint("/health", access=Access.PUBLIC)
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """Readiness: tables recovered and no rebalance under way."""
         reasons = not_ready_because()
@@ -50,7 +51,7 @@ def _update_lag() -> None:
 class MetricsView(View):
     """Prometheus text format."""
 
-    @endpoint("/metrics")
+    @endpoint("/metrics", access=Access.OPERATOR)
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """Counters and histograms, plus lag and recovery progress at this moment."""
         metrics.recovery_in_progress.set(1 if recovery().in_recovery else 0)
@@ -63,7 +64,7 @@ class MetricsView(View):
 class OpenApiView(View):
     """The API's description, for clients and for schemathesis."""
 
-    @endpoint("/openapi.json", authenticate=False)
+    @endpoint("/openapi.json")
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """OpenAPI 3.0."""
         return self.json(OPENAPI)

@@ -21,7 +21,8 @@ from mode import Service
 from leadedge.app import app, settings
 from leadedge.merge import format_time
 from leadedge.stats import WINDOW_MS, add_numbers
-from leadedge.web.common import endpoint, error, unavailable
+from leadedge.web.access import Access
+from leadedge.web.common import endpoint, error, int_param, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,9 @@ class StatsView(View):
     @endpoint("/stats")
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """Windows of the last `minutes` (1 to 1440, default 30), by event time."""
-        raw = request.query.get("minutes", "30")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_MINUTES:
-            return error(self, 400, f"minutes must be an integer from 1 to {MAX_MINUTES}")
-        minutes = int(raw)
+        minutes = int_param(request, "minutes", 30, 1, MAX_MINUTES)
+        if isinstance(minutes, str):
+            return error(self, 400, minutes)
         now_ms = int(time.time() * 1000)
         since = now_ms - now_ms % WINDOW_MS - (minutes - 1) * WINDOW_MS
         try:
@@ -143,7 +143,7 @@ def _page(view: View) -> Response:
 class IndexView(View):
     """`GET /`: the report page."""
 
-    @endpoint("/", authenticate=False)
+    @endpoint("/", access=Access.PUBLIC)
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """The page; its data calls carry the API key."""
         return _page(self)
@@ -153,7 +153,7 @@ class IndexView(View):
 class ReportView(View):
     """`GET /report`: the report page."""
 
-    @endpoint("/report", authenticate=False)
+    @endpoint("/report", access=Access.PUBLIC)
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """The page; its data calls carry the API key."""
         return _page(self)
@@ -163,7 +163,7 @@ class ReportView(View):
 class ChartScriptView(View):
     """The vendored Chart.js build."""
 
-    @endpoint("/static/chart.umd.min.js", authenticate=False)
+    @endpoint("/static/chart.umd.min.js", access=Access.PUBLIC)
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """Served with a day of caching: it changes only with a release."""
         script = (STATIC / "chart.umd.min.js").read_text("utf-8")

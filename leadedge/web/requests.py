@@ -17,7 +17,7 @@ from leadedge.merge import merged_request
 from leadedge.models import Rejection
 from leadedge.producer import EventProducer
 from leadedge.validate import event_from_object
-from leadedge.web.common import endpoint, error
+from leadedge.web.common import endpoint, error, int_param
 from leadedge.web.routing import routed_by_id
 from tables.merged_requests import merged_requests
 from tables.request_history import request_history
@@ -113,7 +113,7 @@ def _not_found(view: View, request_id: str) -> Response:
 class RequestView(View):
     """`GET /requests/{id}`: the merged request, 404 when unknown."""
 
-    @endpoint("/requests/{id}")
+    @endpoint("/requests/{request_id}")
     @routed_by_id("merged_requests")
     async def get(
         self: View, request: Request, *args: Any, project: str, **params: Any
@@ -127,28 +127,19 @@ class RequestView(View):
         return self.json(merged_request(state))
 
 
-def _int_param(request: Request, name: str, default: int, maximum: int) -> int | str:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) > maximum:
-        return f"query parameter {name!r} must be an integer from 0 to {maximum}, not {raw!r}"
-    return int(raw)
-
-
 @app.page("/requests/{request_id}/history")
 class HistoryView(View):
     """`GET /requests/{id}/history?offset=0&limit=1000`: the applied events, oldest first."""
 
-    @endpoint("/requests/{id}/history")
+    @endpoint("/requests/{request_id}/history")
     @routed_by_id("merged_requests")
     async def get(
         self: View, request: Request, *args: Any, project: str, **params: Any
     ) -> Response:
         """The latest events (at least LEADEDGE_HISTORY_LENGTH), saying how many were dropped."""
         request_id = request.match_info["request_id"]
-        offset = _int_param(request, "offset", 0, 10**9)
-        limit = _int_param(request, "limit", MAX_PAGE, MAX_PAGE)
+        offset = int_param(request, "offset", 0, 0, 10**9)
+        limit = int_param(request, "limit", MAX_PAGE, 0, MAX_PAGE)
         if isinstance(offset, str) or isinstance(limit, str):
             return error(self, 400, str(offset if isinstance(offset, str) else limit))
         state = merged_requests.get(request_id)

@@ -7,10 +7,13 @@ Here the partition comes from the id alone and the owner from the group's assign
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, cast
 
+import aiohttp
 from faust.web import Request, Response, View
 from yarl import URL
 
@@ -19,6 +22,8 @@ from leadedge.partitioning import partition_of
 from leadedge.web.common import Handler, not_ready_because, unavailable
 
 FORWARDED = "X-Leadedge-Forwarded"
+
+log = logging.getLogger(__name__)
 
 
 def owner_url(table_name: str, partition: int) -> URL | None:
@@ -35,17 +40,32 @@ def _same_worker(url: URL) -> bool:
     return (url.host, url.port) == (own.host, own.port)
 
 
+# What the owner needs to answer a lookup: the caller's key and what it accepts. Nothing
+# else of the client's request is copied (hop-by-hop and length headers least of all).
+FORWARDED_HEADERS = ("Authorization", "Accept")
+
+
 async def _forward(view: View, request: Request, url: URL) -> Response:
     incoming = cast(Any, request)
-    target = incoming.url.with_host(url.host).with_port(url.port)
-    headers = {**incoming.headers, FORWARDED: "1"}
-    async with app.http_client.request(incoming.method, target, headers=headers) as answer:
-        response = view.text(
-            await answer.text(), content_type=answer.content_type, status=answer.status
-        )
-        if "Retry-After" in answer.headers:
-            response.headers["Retry-After"] = answer.headers["Retry-After"]
-        return response
+    target = incoming.url.with_scheme("http").with_host(url.host).with_port(url.port)
+    headers = {
+        name: incoming.headers[name] for name in FORWARDED_HEADERS if name in incoming.headers
+    }
+    headers[FORWARDED] = "1"
+    try:
+        async with asyncio.timeout(settings.web_forward_timeout_s):
+            async with app.http_client.get(target, headers=headers) as answer:
+                body = await answer.read()
+                content_type = answer.content_type
+                status = answer.status
+                retry_after = answer.headers.get("Retry-After")
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        log.warning("forwarding %s to %s failed: %r", incoming.path, url, exc)
+        return unavailable(view, "the worker that owns this id is not answering: retry shortly")
+    response = view.bytes(body, content_type=content_type, status=status)
+    if retry_after is not None:
+        response.headers["Retry-After"] = retry_after
+    return response
 
 
 def routed_by_id(table_name: str) -> Callable[[Handler], Handler]:
