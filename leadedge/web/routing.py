@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import aiohttp
@@ -45,26 +46,54 @@ def _same_worker(url: URL) -> bool:
 FORWARDED_HEADERS = ("Authorization", "Accept")
 
 
+@dataclass(frozen=True, slots=True)
+class OwnerAnswer:
+    """What the owner of an id answered to a forwarded lookup."""
+
+    status: int
+    body: bytes
+    content_type: str
+    retry_after: str | None
+
+
+def forwarded_headers(incoming: Mapping[str, str]) -> dict[str, str]:
+    """The headers a forwarded lookup carries: the caller's key, Accept, and the marker."""
+    headers = {name: incoming[name] for name in FORWARDED_HEADERS if name in incoming}
+    headers[FORWARDED] = "1"
+    return headers
+
+
+async def ask_owner(
+    session: aiohttp.ClientSession, target: URL, headers: dict[str, str], timeout_s: float
+) -> OwnerAnswer | None:
+    """GET `target` from the owner; None when it does not answer within `timeout_s`."""
+    try:
+        async with asyncio.timeout(timeout_s), session.get(target, headers=headers) as answer:
+            return OwnerAnswer(
+                answer.status,
+                await answer.read(),
+                answer.content_type,
+                answer.headers.get("Retry-After"),
+            )
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        log.warning("forwarding to %s failed: %r", target.origin(), exc)
+        return None
+
+
 async def _forward(view: View, request: Request, url: URL) -> Response:
     incoming = cast(Any, request)
     target = incoming.url.with_scheme("http").with_host(url.host).with_port(url.port)
-    headers = {
-        name: incoming.headers[name] for name in FORWARDED_HEADERS if name in incoming.headers
-    }
-    headers[FORWARDED] = "1"
-    try:
-        async with asyncio.timeout(settings.web_forward_timeout_s):
-            async with app.http_client.get(target, headers=headers) as answer:
-                body = await answer.read()
-                content_type = answer.content_type
-                status = answer.status
-                retry_after = answer.headers.get("Retry-After")
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        log.warning("forwarding %s to %s failed: %r", incoming.path, url, exc)
+    answer = await ask_owner(
+        app.http_client,
+        target,
+        forwarded_headers(incoming.headers),
+        settings.web_forward_timeout_s,
+    )
+    if answer is None:
         return unavailable(view, "the worker that owns this id is not answering: retry shortly")
-    response = view.bytes(body, content_type=content_type, status=status)
-    if retry_after is not None:
-        response.headers["Retry-After"] = retry_after
+    response = view.bytes(answer.body, content_type=answer.content_type, status=answer.status)
+    if answer.retry_after is not None:
+        response.headers["Retry-After"] = answer.retry_after
     return response
 
 
