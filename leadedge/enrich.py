@@ -1,22 +1,66 @@
-"""Geo and user-agent enrichment with ECS field names, behind bounded caches."""
+"""Geo and user-agent enrichment with ECS field names, behind caches bounded in bytes."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from functools import lru_cache
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import geoip2.database
 import geoip2.errors
+from cachetools import LRUCache
 from ua_parser import parse as parse_user_agent
 
 from leadedge.models import State
 
 log = logging.getLogger(__name__)
 
-CACHE_SIZE = 65_536
+MIB = 1024 * 1024
+# Per cache. A user agent may be as long as an event (LEADEDGE_MAX_EVENT_BYTES): a bound
+# in entries alone would let long ones take gigabytes.
+CACHE_BYTES = 32 * MIB
+# What an entry costs beside its key, counted high: the dicts and strings of the ECS
+# fields (tracemalloc: about 1 KB for a browser's user agent) and the cache's own links.
+ENTRY_OVERHEAD_BYTES = 2048
+
+V = TypeVar("V")
+
+
+class SizedCache(Generic[V]):
+    """`compute(key)` remembered, least recently used first out, within `max_bytes`.
+
+    A key is counted at its length plus `ENTRY_OVERHEAD_BYTES`; one larger than a
+    thousandth of the bound is computed every time rather than pushing out a thousand
+    others.
+    """
+
+    def __init__(self, compute: Callable[[str], V], max_bytes: int = CACHE_BYTES) -> None:
+        self._compute = compute
+        self._largest = max(max_bytes // 1000, ENTRY_OVERHEAD_BYTES + 256)
+        self._entries: LRUCache[str, tuple[int, V]] = LRUCache(
+            maxsize=max_bytes, getsizeof=lambda entry: entry[0]
+        )
+
+    @property
+    def bytes(self) -> int:
+        """The bytes counted for the entries held now."""
+        return int(self._entries.currsize)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __call__(self, key: str) -> V:
+        """The value for `key`, computed on a miss."""
+        found = self._entries.get(key)
+        if found is not None:
+            return found[1]
+        value = self._compute(key)
+        size = len(key) + ENTRY_OVERHEAD_BYTES
+        if size <= self._largest:
+            self._entries[key] = (size, value)
+        return value
 
 
 class CityReader(Protocol):
@@ -82,16 +126,16 @@ class Enricher:
         city_reader: CityReader | None,
         ipaddress_field: str = "ipaddress",
         useragent_field: str = "useragent",
-        cache_size: int = CACHE_SIZE,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self.ipaddress_field = ipaddress_field
         self.useragent_field = useragent_field
         self._geo = (
-            lru_cache(maxsize=cache_size)(lambda ip: geo_fields(city_reader, ip))
+            SizedCache(lambda ip: geo_fields(city_reader, ip), cache_bytes)
             if city_reader is not None
             else None
         )
-        self._user_agent = lru_cache(maxsize=cache_size)(user_agent_fields)
+        self._user_agent = SizedCache(user_agent_fields, cache_bytes)
 
     @classmethod
     def from_database(
@@ -108,7 +152,7 @@ class Enricher:
         previous = before or {}
         address = after.get(self.ipaddress_field)
         if address != previous.get(self.ipaddress_field) or before is None:
-            geo = self._geo(address) if self._geo and isinstance(address, str) else None
+            geo = self._geo(address) if self._geo is not None and isinstance(address, str) else None
             if geo is None:
                 after.pop("geo", None)
             else:

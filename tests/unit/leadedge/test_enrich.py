@@ -6,7 +6,13 @@ import geoip2.database
 import pytest
 
 from leadedge.demo import CHROME
-from leadedge.enrich import Enricher, geo_fields, user_agent_fields
+from leadedge.enrich import (
+    ENTRY_OVERHEAD_BYTES,
+    Enricher,
+    SizedCache,
+    geo_fields,
+    user_agent_fields,
+)
 from tests.fixtures.geoip import MAXMIND_TEST_CITY_DB
 
 
@@ -71,3 +77,27 @@ def test_without_a_database_there_is_no_geo_and_one_warning(
     enricher = Enricher.from_database(None, "ipaddress", "useragent")
     assert "LEADEDGE_GEOIP_DB" in caplog.text
     assert "geo" not in enricher.enrich(None, {"ipaddress": "81.2.69.142"})
+
+
+def test_the_enrichment_caches_stay_within_their_bytes_however_long_the_keys() -> None:
+    calls: list[str] = []
+
+    def compute(key: str) -> dict[str, str]:
+        calls.append(key)
+        return {"original": key}
+
+    cache = SizedCache(compute, max_bytes=1024 * 1024)
+    for n in range(10_000):
+        cache(f"agent {n} " + "x" * 200)
+    assert cache.bytes <= 1024 * 1024
+    assert 300 < len(cache) < 1024 * 1024 // ENTRY_OVERHEAD_BYTES
+    # The most recent are kept; a hit computes nothing.
+    before = len(calls)
+    assert cache("agent 9999 " + "x" * 200) == {"original": "agent 9999 " + "x" * 200}
+    assert len(calls) == before
+    # A key over a thousandth of the bound is answered but never held.
+    huge = "y" * 60_000
+    assert cache(huge) == {"original": huge}
+    assert cache(huge) == {"original": huge}
+    assert calls[-2:] == [huge, huge]
+    assert cache.bytes <= 1024 * 1024
