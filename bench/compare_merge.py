@@ -201,14 +201,14 @@ def worker(tree: str, args: argparse.Namespace) -> None:
             full = append(outcome.state, entry(outcome.event, record), settings.history_length)
             if full is not None:
                 chunk = dumps(full.entries)
-                history[chunk_key(outcome.request_id, full.chunk)] = chunk
+                history[chunk_key(outcome.key, full.chunk)] = chunk
                 write(b"H %d %r " % (full.chunk, full.drop) + chunk + b"\n")
                 if full.drop is not None:
-                    history.pop(chunk_key(outcome.request_id, full.drop), None)
-            states[outcome.request_id] = dumps(outcome.state) if args.roundtrip else outcome.state
+                    history.pop(chunk_key(outcome.key, full.drop), None)
+            states[outcome.key] = dumps(outcome.state) if args.roundtrip else outcome.state
             write(b"M %d " % outcome.created + dumps(merged_request(outcome.state)) + b"\n")
         elif isinstance(outcome, Skipped):
-            write(f"S {outcome.request_id} {outcome.why}\n".encode())
+            write(f"S {outcome.key} {outcome.why}\n".encode())
         else:
             assert isinstance(outcome, Rejection)
             write(f"R {outcome.reason} {outcome.detail!r}\n".encode())

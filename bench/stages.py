@@ -310,10 +310,10 @@ def _pure_loop(processor: Any, records: list[tuple[bytes, bytes]]) -> int:
         if isinstance(outcome, Merged):
             full = append(outcome.state, entry(outcome.event, record), history_length)
             if full is not None:
-                history[chunk_key(outcome.request_id, full.chunk)] = dumps(full.entries)
+                history[chunk_key(outcome.key, full.chunk)] = dumps(full.entries)
                 if full.drop is not None:
-                    history.pop(chunk_key(outcome.request_id, full.drop), None)
-            states[outcome.request_id] = dumps(outcome.state)
+                    history.pop(chunk_key(outcome.key, full.drop), None)
+            states[outcome.key] = dumps(outcome.state)
             dumps(merged_request(outcome.state))
     return len(states)
 
@@ -414,7 +414,7 @@ def request_length(
                 outcome = processor.process(record, lookup)
                 assert isinstance(outcome, Merged), outcome
                 full = append(outcome.state, entry(outcome.event, record), 1000)
-                states[outcome.request_id] = (
+                states[outcome.key] = (
                     outcome.state if mode == "kept" else dumps(outcome.state)
                 )
                 dumps(merged_request(outcome.state))
@@ -422,9 +422,9 @@ def request_length(
                 if full is not None:
                     # The chunk this event filled, timed apart: a chunk holds 100 events
                     # whatever the request's length, and the engine encodes it at a flush.
-                    history[chunk_key(outcome.request_id, full.chunk)] = dumps(full.entries)
+                    history[chunk_key(outcome.key, full.chunk)] = dumps(full.entries)
                     if full.drop is not None:
-                        history.pop(chunk_key(outcome.request_id, full.drop), None)
+                        history.pop(chunk_key(outcome.key, full.drop), None)
                     if position in spent:
                         chunks[position].append(clock() - ended)
                 if position in spent:

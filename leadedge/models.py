@@ -10,6 +10,20 @@ from typing import Any
 State = dict[str, Any]
 
 DEFAULT_PROJECT = "default"
+# Between a project and an id in a request's key. Neither may contain it: ids refuse
+# control characters and project names are `PROJECT_NAME` (leadedge.validate).
+KEY_SEPARATOR = "\x1f"
+
+
+def request_key(project: str, request_id: str) -> str:
+    r"""What identifies a request (DESIGN: a request is (project, id)).
+
+    The id alone in project `default`, so a deployment without projects keys its tables,
+    topic records and documents by id; `{project}\x1f{id}` in any other project.
+    """
+    if project == DEFAULT_PROJECT:
+        return request_id
+    return project + KEY_SEPARATOR + request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +59,11 @@ class Event:
     ts_ms: int
     event_id: str | None
     fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The key of the request this event belongs to: (project, id)."""
+        return request_key(self.project, self.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,9 @@ from leadedge.validate import parse_event
 
 @dataclass(frozen=True, slots=True)
 class Merged:
-    """The record changed request `request_id`; `state` is what to store."""
+    """The record changed the request keyed `key` (see `request_key`); `state` is what to store."""
 
-    request_id: str
+    key: str
     state: State
     event: Event
     # The event created the request (its first applied event): counted as a new request.
@@ -29,11 +29,12 @@ class Merged:
 class Skipped:
     """The record was a redelivery or a repeated event_id."""
 
-    request_id: str
+    key: str
     why: str
 
 
 Outcome = Merged | Skipped | Rejection
+# The state stored under a request's key, or None.
 StateLookup = Callable[[str], State | None]
 
 
@@ -64,11 +65,12 @@ class RecordProcessor:
         """Apply a record already parsed to the state `lookup` returns for its request id."""
         if isinstance(event, Rejection):
             return event
-        before = lookup(event.id)
+        key = event.key
+        before = lookup(key)
         outcome = merge_event(before, event, self.rules, (record.partition, record.offset))
         if isinstance(outcome, Rejection):
             return outcome
         if isinstance(outcome, Duplicate):
-            return Skipped(event.id, outcome.why)
+            return Skipped(key, outcome.why)
         assert isinstance(outcome, Applied)
-        return Merged(event.id, self.enricher.enrich(before, outcome.state), event, before is None)
+        return Merged(key, self.enricher.enrich(before, outcome.state), event, before is None)

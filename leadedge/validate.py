@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,11 @@ import orjson
 from leadedge.models import DEFAULT_PROJECT, Event, Rejection
 
 MAX_ID_LENGTH = 256
+# Control characters have no place in an id (logs, URLs, document ids), and keeping them
+# out keeps a request's key, `{project}\x1f{id}`, unambiguous.
+_ID_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# Tenant names: what a key is issued for and what the collector stamps on each event.
+PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_DEPTH = 16
 RESERVED_FIELDS = frozenset({"created_at", "updated_at", "event_count", "geo", "user_agent"})
 BOOKKEEPING_FIELDS = frozenset({"id", "ts", "event_id", "project"})
@@ -124,6 +130,8 @@ def _parse_id(raw: Any) -> str | Rejection:
         return Rejection(
             "id_too_long", f"'id' has {len(request_id)} characters, over {MAX_ID_LENGTH}"
         )
+    if _ID_CONTROL.search(request_id):
+        return Rejection("id_control_char", "'id' contains a control character")
     return request_id
 
 
@@ -185,8 +193,14 @@ def event_from_object(
     if isinstance(ts_ms, Rejection):
         return ts_ms
     project = doc.get("project", DEFAULT_PROJECT)
-    if not isinstance(project, str) or not project:
-        return Rejection("bad_project", "'project' must be a non-empty string")
+    if project is not DEFAULT_PROJECT and (
+        not isinstance(project, str) or not PROJECT_NAME.fullmatch(project)
+    ):
+        return Rejection(
+            "bad_project",
+            "'project' must be 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit",
+        )
     event_id = doc.get("event_id")
     if event_id is not None and not isinstance(event_id, (str, int)):
         return Rejection("bad_event_id", "'event_id' must be a string or an integer")

@@ -134,21 +134,21 @@ class MergeStep:
         try:
             event = self.processor.parse(record)
             outcome = self.processor.process_event(
-                record, event, lambda request_id: merged.get(partition, request_id)
+                record, event, lambda key: merged.get(partition, key)
             )
             if isinstance(outcome, Rejection):
                 pending.dead_letters.append((record, outcome))
                 pending.outcomes["dead_letter"] += 1
             elif isinstance(outcome, Merged):
                 self.record_history(partition, outcome, record)
-                merged.set(partition, outcome.request_id, outcome.state)
-                pending.emit[outcome.request_id] = partition
+                merged.set(partition, outcome.key, outcome.state)
+                pending.emit[outcome.key] = partition
                 pending.outcomes["merged"] += 1
                 return outcome
             else:
                 # A redelivery re-publishes the current state: a crash between the
                 # changelog's acknowledgement and the outputs' leaves nothing behind.
-                pending.emit[outcome.request_id] = partition
+                pending.emit[outcome.key] = partition
                 pending.outcomes["duplicate"] += 1
         except Exception as exc:
             log.exception("merge failed for %s[%d]@%d", record.topic, partition, record.offset)
@@ -164,9 +164,9 @@ class MergeStep:
         """
         full = append(merged.state, entry(merged.event, record), self.history_length)
         if full is not None:
-            self.history.set(partition, chunk_key(merged.request_id, full.chunk), full.entries)
+            self.history.set(partition, chunk_key(merged.key, full.chunk), full.entries)
             if full.drop is not None:
-                self.history.delete(partition, chunk_key(merged.request_id, full.drop))
+                self.history.delete(partition, chunk_key(merged.key, full.drop))
 
     def count(self, count: PartitionCount, record: SourceRecord, merged: Merged) -> str:
         """Step 1 of the per-minute stats for an applied event (see `leadedge.stats_state`)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-KEYWORD = {"type": "keyword", "ignore_above": 1024}
+# Fields beyond the template's own (one tenant's custom fields) are runtime fields, up to
+# this many fields in all; past it a new field stays in `_source`, unsearchable.
+TOTAL_FIELDS_LIMIT = 5000
 
 
 def requests_template(
@@ -21,11 +23,20 @@ def requests_template(
                 "refresh_interval": refresh_interval,
                 # A value the mapping cannot take is left out of the index, not the document.
                 "index.mapping.ignore_malformed": True,
+                # No tenant's new fields can exhaust the mapping and get others' documents
+                # refused: past the limit, new fields are kept unmapped.
+                "index.mapping.total_fields.limit": TOTAL_FIELDS_LIMIT,
+                "index.mapping.total_fields.ignore_dynamic_beyond_limit": True,
             },
             "mappings": {
-                "dynamic_templates": [
-                    {"strings_as_keywords": {"match_mapping_type": "string", "mapping": KEYWORD}},
-                ],
+                # Every project shares the index, and the first document to use a field
+                # name would fix its type for all: a number here, an object there, and one
+                # project's documents are refused. Fields the template does not name are
+                # therefore runtime fields (read from `_source` when queried, never
+                # indexed), which no value can conflict with. The template's own fields
+                # below are indexed with their types.
+                "dynamic": "runtime",
+                "date_detection": False,
                 "properties": {
                     "id": {"type": "keyword"},
                     "project": {"type": "keyword"},

@@ -20,7 +20,7 @@ CALLER = web.RequestKey("leadedge.caller", Caller)
 class Access(Enum):
     """Who a route answers when API keys are on (with keys off, everyone is `default`)."""
 
-    # Anyone: readiness, and the report page's static shell (no data: its calls carry a key).
+    # Anyone: readiness (`/health`) only.
     PUBLIC = "public"
     # A project key; the handler sees only that project's data.
     PROJECT = "project"

@@ -11,6 +11,8 @@ restart.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
@@ -25,7 +27,8 @@ from typing import Any
 
 import orjson
 
-from leadedge.exceptions import ConfigError
+from leadedge.exceptions import ConfigError, LeadEdgeError
+from leadedge.validate import PROJECT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +81,37 @@ class KeyStore:
         return cls(entries)
 
     def caller(self, authorization: str | None) -> Caller | None:
-        """Who a `Bearer <key>` header belongs to, or None for a missing or unknown key."""
-        if not authorization or not authorization.startswith("Bearer "):
+        """Who an Authorization header's key belongs to; None for a missing or unknown key."""
+        key = presented_key(authorization)
+        if key is None:
             return None
-        presented = hash_key(authorization.removeprefix("Bearer ").strip()).encode()
+        presented = hash_key(key).encode()
         found = None
         # Every entry is compared, in constant time, whichever matches.
         for stored, project in self.entries:
             if hmac.compare_digest(stored.encode(), presented):
                 found = Caller(project)
         return found
+
+
+def presented_key(authorization: str | None) -> str | None:
+    """The key in `Bearer <key>`, or the password of `Basic base64(user:key)`.
+
+    Basic is what a browser sends once its reader typed the key into its login prompt:
+    the report page is opened that way (any user name).
+    """
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2] or None
+    return None
 
 
 def _entry(item: dict[str, Any]) -> tuple[str, str | None]:
@@ -98,8 +122,8 @@ def _entry(item: dict[str, Any]) -> tuple[str, str | None]:
     if item.get("role") == OPERATOR:
         return stored, None
     project = item["project"]
-    if not isinstance(project, str) or not project:
-        msg = f"project {project!r} is not a name"
+    if not isinstance(project, str) or not PROJECT_NAME.fullmatch(project):
+        msg = f"project {project!r} is not a project name"
         raise ValueError(msg)
     return stored, project
 
@@ -191,6 +215,12 @@ def add_key(path: Path, project: str | None) -> str:
 
     The file is created, with its folder, when it does not exist yet.
     """
+    if project is not None and not PROJECT_NAME.fullmatch(project):
+        msg = (
+            f"project {project!r}: 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+        raise LeadEdgeError(msg)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     document = _read_document(path)
     entry: dict[str, Any] = {"hash": hash_key(key)}

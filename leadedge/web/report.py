@@ -1,7 +1,9 @@
 """The report page (`GET /`, `/report`) and the per-minute aggregates it charts (`GET /stats`).
 
-The page is static: it calls `/stats` every two seconds and the lookups on demand, with
-the API key the reader types in (kept in the browser's local storage). Chart.js is
+The page is static: it calls `/stats` every two seconds and the lookups on demand. With
+keys on, the page itself needs a key too: the browser asks for it (Basic authentication,
+the key as the password) and sends it with the page's own calls; a key typed into the
+page (kept in the browser's local storage) is sent as a Bearer key instead. Chart.js is
 vendored under `static/` (MIT, its license beside it): the page loads nothing from
 elsewhere.
 """
@@ -21,7 +23,6 @@ from mode import Service
 from leadedge.app import app, settings
 from leadedge.merge import format_time
 from leadedge.stats import WINDOW_MS, add_numbers
-from leadedge.web.access import Access
 from leadedge.web.common import endpoint, error, int_param, unavailable
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def _page(view: View) -> Response:
 class IndexView(View):
     """`GET /`: the report page."""
 
-    @endpoint("/", access=Access.PUBLIC)
+    @endpoint("/")
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """The page; its data calls carry the API key."""
         return _page(self)
@@ -153,7 +154,7 @@ class IndexView(View):
 class ReportView(View):
     """`GET /report`: the report page."""
 
-    @endpoint("/report", access=Access.PUBLIC)
+    @endpoint("/report")
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """The page; its data calls carry the API key."""
         return _page(self)
@@ -163,7 +164,7 @@ class ReportView(View):
 class ChartScriptView(View):
     """The vendored Chart.js build."""
 
-    @endpoint("/static/chart.umd.min.js", access=Access.PUBLIC)
+    @endpoint("/static/chart.umd.min.js")
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
         """Served with a day of caching: it changes only with a release."""
         script = (STATIC / "chart.umd.min.js").read_text("utf-8")

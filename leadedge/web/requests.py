@@ -14,7 +14,7 @@ from leadedge.app import app, settings
 from leadedge.config import bootstrap_servers
 from leadedge.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, page
 from leadedge.merge import merged_request
-from leadedge.models import Rejection
+from leadedge.models import Rejection, request_key
 from leadedge.producer import EventProducer
 from leadedge.validate import event_from_object
 from leadedge.web.common import endpoint, error, int_param
@@ -101,7 +101,7 @@ class CollectorView(View):
 
 
 def _visible(state: dict[str, Any] | None, project: str) -> bool:
-    # Another project's id answers exactly like an unknown one.
+    # Each project's requests are under their own keys; checked again all the same.
     return state is not None and state.get("project") == project
 
 
@@ -120,7 +120,7 @@ class RequestView(View):
     ) -> Response:
         """Answer from the local table partition that owns the id."""
         request_id = request.match_info["request_id"]
-        state = merged_requests.get(request_id)
+        state = merged_requests.get(request_key(project, request_id))
         if not _visible(state, project):
             return _not_found(self, request_id)
         assert state is not None
@@ -142,13 +142,14 @@ class HistoryView(View):
         limit = int_param(request, "limit", MAX_PAGE, 0, MAX_PAGE)
         if isinstance(offset, str) or isinstance(limit, str):
             return error(self, 400, str(offset if isinstance(offset, str) else limit))
-        state = merged_requests.get(request_id)
+        key = request_key(project, request_id)
+        state = merged_requests.get(key)
         if not _visible(state, project):
             return _not_found(self, request_id)
         assert state is not None
         total = state.get(SEQUENCE, 0)
         events: list[dict[str, Any]] = []
         for chunk in chunks_to_read(total, settings.history_length):
-            events.extend(request_history.get(chunk_key(request_id, chunk)) or [])
+            events.extend(request_history.get(chunk_key(key, chunk)) or [])
         events.extend(open_entries(state))
         return self.json({"id": request_id, **page(events, total, offset, limit)})

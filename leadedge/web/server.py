@@ -84,11 +84,10 @@ def guard(keys: ApiKeys, limits: WebLimits) -> Any:
         if keys.enabled and access is not Access.PUBLIC:
             found = keys.caller(request.headers.get("Authorization"))
             if found is None:
-                answer = _json(
-                    401,
-                    "missing or unknown API key: send Authorization: Bearer <key>",
-                    **{"WWW-Authenticate": "Bearer"},
-                )
+                answer = _json(401, "missing or unknown API key: send Authorization: Bearer <key>")
+                # Basic too, so that a browser asks its reader for the key (the password).
+                answer.headers.add("WWW-Authenticate", "Bearer")
+                answer.headers.add("WWW-Authenticate", 'Basic realm="leadedge", charset="UTF-8"')
                 return _refuse(route, request.method, "unauthorized", answer)
             caller = found
             if (access is Access.OPERATOR) != caller.operator and access is not None:

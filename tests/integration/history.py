@@ -102,11 +102,11 @@ def applied_events(
         event = event_from_object(doc, key=key, record_ts_ms=0)
         if not isinstance(event, Event):
             continue
-        before = states.get(event.id)
+        before = states.get(event.key)
         outcome = merge_event(before, event, MergeRules())
         if isinstance(outcome, Applied):
             after = settle(before, outcome.state) if settle else outcome.state
-            states[event.id] = after
+            states[event.key] = after
             applied.append((event, before, after))
     return applied
 

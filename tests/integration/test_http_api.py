@@ -93,8 +93,10 @@ def test_api_keys_isolate_projects_and_the_keys_file_holds_no_key(
         assert body == {"error": "no request with id 'secret-1'"}
         assert worker.call("GET", path)[0] == 401
     assert worker.call("GET", "/requests/secret-1/history", headers=as_a)[0] == 200
-    # Project beta cannot add to alpha's request either.
+    # Beta's events for the same id make beta's own request; alpha's stays as it was.
     assert post(worker, b'{"id":"secret-1","clicks":"+5"}', as_b)[0] == 202
+    wait_for(lambda: worker.call("GET", "/requests/secret-1", headers=as_b)[0] == 200, 60, "beta's")
+    assert worker.call("GET", "/requests/secret-1", headers=as_a)[1]["clicks"] == 1
     assert worker.call("GET", "/health")[0] == 200
     assert worker.call("GET", "/metrics")[0] == 401
 

@@ -3,6 +3,7 @@ slow clients cannot hold the server, and fuzzing finds no server error."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from elasticsearch import Elasticsearch
 from faust.web.base import (
     DEBUG_BLUEPRINTS,
     DEFAULT_BLUEPRINTS,
@@ -24,15 +26,13 @@ from mode.utils.imports import symbol_by_name
 
 from leadedge.web.auth import add_key
 from tests.integration.conftest import WorkerFactory
+from tests.integration.stack import Endpoints
 from tests.integration.worker import Names, Worker, wait_for
 
 pytestmark = pytest.mark.integration
 
 MARKER = "alpha-private-marker"
 ALPHA_ID = "walk-alpha-1"
-# The report page's shell and its script: static files that carry no data (the page's
-# own calls carry the reader's key). Everything else needs a key.
-STATIC_SHELL = {"/", "/report", "/static/chart.umd.min.js"}
 
 
 def fetch(
@@ -127,7 +127,7 @@ def test_every_route_answers_only_with_a_key_and_only_its_own_projects_data(
             caller: fetch(worker, method, path, callers[caller], body)
             for caller in ("none", "wrong", "beta", "operator", "alpha")
         }
-        public = pattern == "/health" or (pattern in STATIC_SHELL and (method, pattern) in served)
+        public = pattern == "/health"
         for caller, (status, answer) in answers.items():
             where = f"{method} {path} as {caller}: {status} {answer[:200]!r}"
             assert status < 500 or pattern == "/health", where
@@ -141,6 +141,21 @@ def test_every_route_answers_only_with_a_key_and_only_its_own_projects_data(
             assert all(status == 200 for status, _ in answers.values()), (method, path)
         walked += 1
     assert walked >= len(served) + len(framework) - 1
+
+    # A browser opens the report page with the key as its Basic password, once asked.
+    request = urllib.request.Request(f"{worker.base_url}/")
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise AssertionError("the report page answered without a key")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+        assert 'Basic realm="leadedge"' in ", ".join(exc.headers.get_all("WWW-Authenticate"))
+    basic = base64.b64encode(f"reader:{keys['alpha']}".encode()).decode()
+    request = urllib.request.Request(
+        f"{worker.base_url}/", headers={"Authorization": f"Basic {basic}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200 and b"<html" in answer.read().lower()
 
     # The operator reads the metrics and no project's data; a project key, not the metrics.
     assert fetch(worker, "GET", "/metrics", keys["operator"])[0] == 200
@@ -257,3 +272,45 @@ def test_fuzzed_calls_with_keys_on_find_no_server_error_and_no_other_projects_da
         1,
     )
     assert fetch(worker, "GET", f"/requests/{ALPHA_ID}", keys["beta"])[0] == 404
+
+
+def test_two_projects_write_the_same_id_and_each_reads_back_only_its_own(
+    start_worker: WorkerFactory, keys: dict[str, str], endpoints: Endpoints
+) -> None:
+    names = Names()
+    worker = start_worker(names, extra={"LEADEDGE_API_KEYS_FILE": keys["file"]})
+    # The same id, and a custom field one project sends as text and the other as an
+    # object: in one shared index, neither may get the other's documents refused.
+    sent = {
+        "alpha": [{"id": "shared", "clicks": "+1", "meta": "text"}, {"id": "shared", "n": 1}],
+        "beta": [{"id": "shared", "clicks": "+5", "meta": {"nested": 2}}],
+    }
+    for project, events in sent.items():
+        assert fetch(worker, "POST", "/requests", keys[project], orjson.dumps(events))[0] == 202
+
+    def merged(project: str) -> dict[str, object] | None:
+        status, answer = fetch(worker, "GET", "/requests/shared", keys[project])
+        return orjson.loads(answer) if status == 200 else None
+
+    alpha = wait_for(lambda: (m := merged("alpha")) and m["event_count"] == 2 and m, 60, "alpha")
+    beta = wait_for(lambda: (m := merged("beta")) and m["event_count"] == 1 and m, 60, "beta")
+    assert (alpha["project"], alpha["clicks"], alpha["meta"]) == ("alpha", 1, "text")
+    assert (beta["project"], beta["clicks"], beta["meta"]) == ("beta", 5, {"nested": 2})
+    status, history = fetch(worker, "GET", "/requests/shared/history", keys["beta"])
+    assert status == 200 and orjson.loads(history)["total"] == 1
+
+    es = Elasticsearch(endpoints.es_url)
+
+    def indexed() -> dict[str, dict[str, object]] | None:
+        es.indices.refresh(index=names.es_alias)
+        hits = es.search(index=names.es_alias, query={"term": {"id": "shared"}})["hits"]["hits"]
+        return {hit["_id"]: hit["_source"] for hit in hits} if len(hits) == 2 else None
+
+    documents = wait_for(indexed, 60, "both projects' documents indexed")
+    assert documents["alpha\x1fshared"]["meta"] == "text"
+    assert documents["beta\x1fshared"]["meta"] == {"nested": 2}
+    # Custom fields are searchable all the same (as runtime fields).
+    found = es.search(index=names.es_alias, query={"term": {"meta": "text"}})["hits"]["hits"]
+    assert [hit["_id"] for hit in found] == ["alpha\x1fshared"]
+    assert fetch(worker, "GET", "/metrics", keys["operator"])[0] == 200
+    assert "es_rejected_total 0.0" in fetch(worker, "GET", "/metrics", keys["operator"])[1].decode()

@@ -125,13 +125,24 @@ async def test_an_object_sent_onto_a_scalar_is_a_type_conflict(merge: Harness) -
     assert dead.value == b'{"id":"s","a":{"b":1}}'
 
 
-async def test_another_project_cannot_touch_a_request(merge: Harness) -> None:
+async def test_two_projects_keep_their_own_request_under_the_same_id(merge: Harness) -> None:
     assert await merge.run(
-        records([b'{"id":"p","project":"a","n":"+1"}', b'{"id":"p","project":"b","n":"+1"}'], b"p")
+        records(
+            [
+                b'{"id":"p","n":"+1","domain":"d.example"}',
+                b'{"id":"p","project":"a","n":"+2"}',
+                b'{"id":"p","project":"b","n":"+3"}',
+                b'{"id":"p","project":"a","n":"+4"}',
+            ],
+            b"p",
+        )
     )
-    assert merge.merged["p"]["n"] == 1
-    [dead] = merge.kafka.dead_letters()
-    assert headers(dead)["leadedge.error.reason"] == b"project_mismatch"
+    assert merge.merged["p"]["n"] == 1  # project default: keyed by the id alone
+    assert (merge.merged["a\x1fp"]["n"], merge.merged["a\x1fp"]["project"]) == (6, "a")
+    assert (merge.merged["b\x1fp"]["n"], merge.merged["b\x1fp"]["id"]) == (3, "p")
+    assert merge.kafka.dead_letters() == []
+    emitted = {out.key for out in merge.kafka.sent("merged-requests")}
+    assert emitted == {b"p", b"a\x1fp", b"b\x1fp"}
 
 
 async def test_a_type_conflict_rejects_the_whole_event(merge: Harness) -> None:

@@ -55,7 +55,7 @@ class Table(dict[str, Any]):
         outcome = self.processor.process(rec, self.states.get)
         if not isinstance(outcome, Merged):
             return Plan(outcome="skipped")
-        self.states[outcome.request_id] = outcome.state
+        self.states[outcome.key] = outcome.state
         counted = count_applied(outcome.event, outcome.state, outcome.created, RULES)
         # One event at a time: each run of the engine's batch counting holds a single event.
         count = PartitionCount(self.get, rec.partition, lateness_ms=lateness_ms)

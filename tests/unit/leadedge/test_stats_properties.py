@@ -80,11 +80,11 @@ def reference(by_partition: dict[int, list[SourceRecord]]) -> dict[str, tuple[An
             event = parse_event(rec.value, key=rec.key, record_ts_ms=0, max_bytes=65536)
             if not isinstance(event, Event):
                 continue
-            before = states.get(event.id)
+            before = states.get(event.key)
             outcome = merge_event(before, event, RULES, (rec.partition, rec.offset))
             if not isinstance(outcome, Applied):
                 continue
-            states[event.id] = outcome.state
+            states[event.key] = outcome.state
             key = "|".join(
                 [
                     event.project,

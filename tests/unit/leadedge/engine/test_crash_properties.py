@@ -226,10 +226,11 @@ def reference_requests(
             event = parse_event(rec.value, key=rec.key, record_ts_ms=0, max_bytes=65536)
             if not isinstance(event, Event):
                 continue
-            outcome = merge_event(states.get(event.id), event, RULES, (rec.partition, rec.offset))
+            key = event.key
+            outcome = merge_event(states.get(key), event, RULES, (rec.partition, rec.offset))
             if isinstance(outcome, Applied):
-                states[event.id] = outcome.state
-                timelines.setdefault(event.id, []).append(entry(event, rec))
+                states[key] = outcome.state
+                timelines.setdefault(key, []).append(entry(event, rec))
     return states, timelines
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 
 from leadedge.cli import cli
 from leadedge.exceptions import ConfigError
-from leadedge.web.auth import ApiKeys, Caller, add_key, list_keys, revoke_keys
+from leadedge.web.auth import ApiKeys, Caller, add_key, list_keys, presented_key, revoke_keys
 
 
 class Clock:
@@ -157,3 +158,14 @@ def test_importing_the_pure_modules_builds_no_faust_app() -> None:
         "assert 'leadedge.app' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_key_is_presented_as_bearer_or_as_a_basic_password() -> None:
+    basic = base64.b64encode(b"anyone:le_k").decode()
+    assert presented_key("Bearer le_k") == "le_k"
+    assert presented_key(f"Basic {basic}") == "le_k"
+    assert presented_key("basic " + base64.b64encode(b"no-password:").decode()) is None
+    assert presented_key("Basic not-base64!") is None
+    assert presented_key("Bearer ") is None
+    assert presented_key("Token le_k") is None
+    assert presented_key(None) is None
