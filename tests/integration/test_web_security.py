@@ -22,6 +22,8 @@ from faust.web.base import (
     OPTIONAL_BLUEPRINTS,
     PRODUCTION_BLUEPRINTS,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mode.utils.imports import symbol_by_name
 
 from leadedge.web.auth import add_key
@@ -272,6 +274,27 @@ def test_fuzzed_calls_with_keys_on_find_no_server_error_and_no_other_projects_da
         1,
     )
     assert fetch(worker, "GET", f"/requests/{ALPHA_ID}", keys["beta"])[0] == 404
+
+    # Beta reaching for alpha's id (and anything else) by every lookup, with any query.
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        request_id=st.sampled_from([ALPHA_ID, "shared", "x"]) | st.text(min_size=1, max_size=40),
+        route=st.sampled_from(["", "/history"]),
+        query=st.dictionaries(
+            st.sampled_from(["offset", "limit", "minutes", "project"]),
+            st.text(max_size=12),
+            max_size=3,
+        ),
+    )
+    def lookups_as_beta(request_id: str, route: str, query: dict[str, str]) -> None:
+        path = "/requests/" + urllib.parse.quote(request_id, safe="") + route
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        status, answer = fetch(worker, "GET", path, keys["beta"])
+        assert status in (200, 400, 404), (path, status, answer[:200])
+        assert MARKER.encode() not in answer, path
+
+    lookups_as_beta()
 
 
 def test_two_projects_write_the_same_id_and_each_reads_back_only_its_own(

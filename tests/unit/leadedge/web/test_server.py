@@ -208,3 +208,5 @@ def test_the_worker_mounts_only_declared_routes_behind_the_guard() -> None:
     assert access.ROUTES[("GET", "/health")] is Access.PUBLIC
     assert access.ROUTES[("GET", "/metrics")] is Access.OPERATOR
     assert any(m.__name__ == "guarded" for m in driver.web_app.middlewares)
+    # This machine only, unless LEADEDGE_WEB_BIND says otherwise.
+    assert app.conf.web_bind == "127.0.0.1"
