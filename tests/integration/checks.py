@@ -1,14 +1,19 @@
-"""Waits shared by the end-to-end tests: every merged request served and indexed as expected."""
+"""Checks shared by the end-to-end tests: merged requests served and indexed as expected,
+and what the archive holds."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from elasticsearch import Elasticsearch
 
 from tests.integration.stack import Endpoints
 from tests.integration.worker import Names, Worker, wait_for
+
+ARCHIVE_BUCKET = "leadedge"
 
 
 def wait_served_as_reference(
@@ -59,3 +64,13 @@ def wait_indexed_as_reference(
         return {hit["_id"]: hit["_source"] for hit in hits} == expected
 
     wait_for(all_indexed, timeout, "every merged request in Elasticsearch", interval=interval)
+
+
+def archived_lines(endpoints: Endpoints, names: Names) -> list[dict[str, Any]]:
+    s3 = endpoints.s3_client()
+    lines: list[dict[str, Any]] = []
+    listing = s3.list_objects_v2(Bucket=ARCHIVE_BUCKET, Prefix=names.s3_prefix + "/")
+    for item in listing.get("Contents", []):
+        body = s3.get_object(Bucket=ARCHIVE_BUCKET, Key=item["Key"])["Body"].read()
+        lines += [orjson.loads(line) for line in gzip.decompress(body).splitlines()]
+    return lines

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from leadedge.demo import CHROME, EXAMPLE, SAFARI
 from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.reindex import ReindexError, reindex
 from leadedge.replay import replay
+from tests.integration.checks import archived_lines
 from tests.integration.conftest import WorkerFactory
 from tests.integration.kafka_io import read_all
 from tests.integration.stack import Endpoints
@@ -89,16 +89,6 @@ def produce_timestamped(broker: str, topic: str, records: list[Record]) -> None:
             await producer.stop()
 
     asyncio.run(run())
-
-
-def archived_lines(endpoints: Endpoints, names: Names) -> list[dict[str, Any]]:
-    s3 = endpoints.s3_client()
-    lines: list[dict[str, Any]] = []
-    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=names.s3_prefix + "/")
-    for item in listing.get("Contents", []):
-        body = s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
-        lines += [orjson.loads(line) for line in gzip.decompress(body).splitlines()]
-    return lines
 
 
 def per_key(records: list[tuple[bytes | None, bytes, int]]) -> dict[bytes | None, list[Any]]:
