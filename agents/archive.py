@@ -15,7 +15,7 @@ import time
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
-from leadedge import metrics
+from leadedge import health, metrics
 from leadedge.app import app, settings
 from leadedge.archive import PartitionBuffer, hour_of
 from leadedge.config import bootstrap_servers
@@ -23,6 +23,10 @@ from leadedge.models import SourceRecord
 from leadedge.sinks.s3 import S3Sink
 
 log = logging.getLogger(__name__)
+
+# Backoff between attempts after the archive failed.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
 
 
 class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -79,24 +83,57 @@ class RawArchive(Service):
 
     @Service.task
     async def _consume(self) -> None:
-        assert self.consumer is not None
+        # An error here (S3 refusing with 403, a missing bucket, a commit after a
+        # rebalance) must not stop the worker: the archive reports it, drops what it had
+        # not stored, reads again from its committed offsets, and retries with backoff.
+        backoff_s = RETRY_FIRST_S
         while not self.should_stop:
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
-            for tp, messages in batches.items():
-                metrics.agent_records_total.labels("archive", "in").inc(len(messages))
-                for message in messages:
-                    await self.add(
-                        tp,
-                        SourceRecord(
-                            topic=message.topic,
-                            partition=message.partition,
-                            offset=message.offset,
-                            timestamp_ms=message.timestamp,
-                            key=message.key,
-                            value=message.value,
-                        ),
-                    )
-            await self.flush_aged()
+            try:
+                await self._consume_once()
+            except Exception as exc:
+                health.report_failure("archive", f"{type(exc).__name__}: {exc}")
+                log.exception("archive failed; reading again from its last stored offsets")
+                await self._rewind()
+                await self.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+                continue
+            if health.report_recovered("archive"):
+                log.info("archive recovered")
+            backoff_s = RETRY_FIRST_S
+
+    async def _consume_once(self) -> None:
+        assert self.consumer is not None
+        batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
+        for tp, messages in batches.items():
+            metrics.agent_records_total.labels("archive", "in").inc(len(messages))
+            for message in messages:
+                await self.add(
+                    tp,
+                    SourceRecord(
+                        topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        timestamp_ms=message.timestamp,
+                        key=message.key,
+                        value=message.value,
+                    ),
+                )
+        await self.flush_aged()
+
+    async def _rewind(self) -> None:
+        """Forget every buffer and read each partition again from its committed offset."""
+        self.buffers.clear()
+        assert self.consumer is not None
+        try:
+            for tp in self.consumer.assignment():
+                committed = await self.consumer.committed(tp)
+                if committed is None:
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, committed)
+        except Exception:
+            # The group moved on (a rebalance): the next assignment sets the positions.
+            log.warning("archive: could not rewind; the next assignment will", exc_info=True)
 
     async def add(self, tp: TopicPartition, record: SourceRecord) -> None:
         """Buffer one record, rotating on the hour boundary and on size."""

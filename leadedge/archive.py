@@ -38,9 +38,17 @@ def archive_line(record: SourceRecord) -> bytes:
     return orjson.dumps(line) + b"\n"
 
 
+# The latest moment a date can name (9999-12-31T23:59:59.999Z).
+LATEST_MS = 253_402_300_799_999
+
+
 def hour_of(timestamp_ms: int) -> tuple[str, str]:
-    """The (dt, hour) partition of a record timestamp, in UTC."""
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    """The (dt, hour) partition of a record timestamp, in UTC.
+
+    A timestamp past year 9999 (Kafka allows any 64-bit value) is filed under the last
+    hour there is, and one before 1970 under the first: every record has a place.
+    """
+    moment = datetime.fromtimestamp(min(max(timestamp_ms, 0), LATEST_MS) / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%d"), moment.strftime("%H")
 
 

@@ -71,6 +71,18 @@ http_request_seconds = Histogram(
     ["method", "route", "status"],
     registry=registry,
 )
+component_errors_total = Counter(
+    "leadedge_component_errors_total",
+    "Errors a part of the worker recovered from by retrying (e.g. the archive and S3).",
+    ["component"],
+    registry=registry,
+)
+component_degraded = Gauge(
+    "leadedge_component_degraded",
+    "1 while a part of the worker is failing and retrying; /health names it.",
+    ["component"],
+    registry=registry,
+)
 http_refused_total = Counter(
     "leadedge_http_refused_total",
     "Calls refused before any handler ran, by reason: unauthorized (401: a missing or"

@@ -93,6 +93,10 @@ BUSY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\\n<Error><Code>ServiceUnavailable</Code>'
     b"<Message>the local S3 is restoring or saving its objects; retry</Message></Error>"
 )
+DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied (the local S3's gate is set to deny writes)</Message></Error>"
+)
 
 
 class WriteGate:
@@ -100,6 +104,8 @@ class WriteGate:
 
     States: "restoring" from the start until leadedge opens the gate, "open", and
     "closed" once a save begins. Closing waits until writes in progress are done.
+    "denied" answers writes 403 AccessDenied, as S3 does for a missing permission: the
+    tests use it for a permanent error.
     """
 
     def __init__(self, app):
@@ -115,6 +121,12 @@ class WriteGate:
         if method in READS or environ.get(ADMIN_ENVIRON) == "1":
             return self.app(environ, start_response)
         with self.cond:
+            if self.state == "denied":
+                start_response(
+                    "403 Forbidden",
+                    [("Content-Type", "application/xml"), ("Content-Length", str(len(DENIED)))],
+                )
+                return [DENIED]
             if self.state != "open":
                 start_response(
                     "503 Service Unavailable",
@@ -135,7 +147,7 @@ class WriteGate:
         with self.cond:
             if method == "POST":
                 to = parse_qs(environ.get("QUERY_STRING", "")).get("to", [""])[0]
-                if to not in ("open", "closed"):
+                if to not in ("open", "closed", "denied"):
                     start_response("400 Bad Request", [("Content-Length", "0")])
                     return [b""]
                 self.state = to
@@ -299,9 +311,9 @@ class S3(Component):
         self._save(self._client())
 
     def gate_state(self, to: str | None = None) -> dict[str, Any] | None:
-        """The write gate's state, after setting it to `to` ("open"/"closed") if given.
+        """The write gate's state, after setting it to `to` ("open"/"closed"/"denied") if given.
 
-        Returns {"state": "restoring"|"open"|"closed", "in_flight": writes in progress},
+        Returns {"state": "restoring"|"open"|"closed"|"denied", "in_flight": writes in progress},
         or None when the server has no gate (moto started by an older leadedge).
         """
         url = f"{self.endpoint}{GATE_PATH}" + (f"?to={to}" if to else "")

@@ -8,7 +8,7 @@ from typing import Any, cast
 from faust.transport.consumer import Consumer
 from faust.web import Request, Response, View
 
-from leadedge import metrics
+from leadedge import health, metrics
 from leadedge.app import app
 from leadedge.web.access import Access
 from leadedge.web.common import endpoint, not_ready_because, recovery, recovery_remaining
@@ -17,18 +17,38 @@ from leadedge.web.openapi import OPENAPI
 log = logging.getLogger(__name__)
 
 
+def crashed_services() -> dict[str, str]:
+    """Each of the worker's own services and agents that crashed, and why."""
+    services: list[Any] = [
+        *(app._extra_service_instances or []),
+        *app.agents.values(),
+    ]
+    return {
+        service.shortlabel: repr(service.crash_reason) for service in services if service.crashed
+    }
+
+
 @app.page("/health")
 class HealthView(View):
-    """200 when serving; 503 naming what it waits for while the tables recover."""
+    """200 when serving (`degraded` names parts that are retrying); 503 otherwise."""
 
     @endpoint("/health", access=Access.PUBLIC)
     async def get(self, request: Request, *, project: str, **params: Any) -> Response:
-        """Readiness: tables recovered and no rebalance under way."""
+        """Readiness: tables recovered, no rebalance under way, no service crashed."""
         reasons = not_ready_because()
-        if reasons:
-            response = self.json({"status": "recovering", "waiting_for": reasons}, status=503)
+        crashed = crashed_services()
+        if reasons or crashed:
+            answer: dict[str, Any] = {"status": "failed" if crashed else "recovering"}
+            if reasons:
+                answer["waiting_for"] = reasons
+            if crashed:
+                answer["crashed"] = crashed
+            response = self.json(answer, status=503)
             response.headers["Retry-After"] = "1"
             return response
+        degraded = health.degraded()
+        if degraded:
+            return self.json({"status": "degraded", "degraded": degraded})
         return self.json({"status": "ok"})
 
 

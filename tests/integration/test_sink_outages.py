@@ -15,6 +15,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from leadedge.config import bootstrap_servers
+from leadedge.stack.s3 import S3
 from tests.integration.checks import wait_indexed_as_reference
 from tests.integration.conftest import WorkerFactory
 from tests.integration.history import generate, reference_merge
@@ -172,6 +173,43 @@ def test_s3_down_for_30s_while_events_flow_archives_every_event_exactly_once(
         endpoints.stack.start("s3")
     producer.join()
     assert_archived_exactly_once(endpoints, names, positions)
+
+
+def test_s3_refusing_writes_with_403_for_60s_stops_no_merge_and_loses_no_raw_event(
+    endpoints: Endpoints, start_worker: WorkerFactory, city_db: Path
+) -> None:
+    local_stack_only(endpoints)
+    assert endpoints.stack is not None
+    s3 = endpoints.stack.component("s3")
+    assert isinstance(s3, S3)
+    history = generate(ids=100, events=3_000, seed=24)
+    expected = reference_merge(history, city_db)
+    names = Names()
+    worker = start_worker(names, extra={"LEADEDGE_ARCHIVE_MAX_BYTES": "8192"})
+    # A permanent error, not an outage: S3 answers, and refuses (403 AccessDenied).
+    s3.gate_state("denied")
+    try:
+        denied_at = time.monotonic()
+        producer, positions = produce_in_background(
+            endpoints, names.requests_topic, history.records, 50
+        )
+        degraded = wait_for(
+            lambda: (h := worker.get("/health"))[1].get("status") == "degraded" and h,
+            60,
+            "/health naming the failing archive",
+        )
+        assert degraded[0] == 200 and "AccessDenied" in degraded[1]["degraded"]["archive"]
+        # The merge goes on while the archive cannot store anything.
+        wait_indexed_as_reference(endpoints, names, expected, 120, interval=2)
+        producer.join()
+        assert archived_positions(endpoints, names)[0] == Counter()
+        time.sleep(max(0.0, 60 - (time.monotonic() - denied_at)))
+    finally:
+        s3.gate_state("open")
+    assert_archived_exactly_once(endpoints, names, positions)
+    wait_for(lambda: worker.get("/health") == (200, {"status": "ok"}), 60, "/health ok again")
+    metrics = worker.get_text("/metrics")
+    assert 'leadedge_component_errors_total{component="archive"}' in metrics
 
 
 def test_sigterm_stores_the_open_archive_buffers_before_the_worker_exits(

@@ -38,6 +38,9 @@ def test_bytes_that_are_not_utf8_are_archived_base64() -> None:
 
 def test_object_names_follow_design_layout() -> None:
     assert hour_of(1_700_000_000_123) == ("2023-11-14", "22")
+    # Any 64-bit timestamp has a place: none stops the archive.
+    assert hour_of(2**63 - 1) == ("9999-12-31", "23")
+    assert hour_of(-(2**63)) == ("1970-01-01", "00")
     assert (
         object_key("raw", "requests", 3, 42, ("2023-11-14", "22"))
         == "raw/topic=requests/dt=2023-11-14/hour=22/requests+3+00000000000000000042.ndjson.gz"
