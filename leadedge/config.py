@@ -95,6 +95,8 @@ class Settings(BaseSettings):
 
     # HTTP
     api_keys_file: Path | None = None
+    # How long `POST /requests` waits for Kafka to acknowledge its events before 503.
+    collector_timeout_s: float = Field(4.0, gt=0)
 
     # Local stack tooling (`leadedge stack …`)
     stack_dir: Path = Path(".stack")

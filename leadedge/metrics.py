@@ -83,6 +83,11 @@ component_degraded = Gauge(
     ["component"],
     registry=registry,
 )
+collector_not_delivered_total = Counter(
+    "leadedge_collector_not_delivered_total",
+    "POST /requests answered 503 because Kafka did not acknowledge every event in time.",
+    registry=registry,
+)
 http_refused_total = Counter(
     "leadedge_http_refused_total",
     "Calls refused before any handler ran, by reason: unauthorized (401: a missing or"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from leadedge.exceptions import LeadEdgeError
 
@@ -33,6 +34,10 @@ def keyed(lines: Iterable[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
         ):
             key = str(doc["id"]).encode()
         yield key, value
+
+
+class NotDelivered(LeadEdgeError):
+    """Kafka did not acknowledge every record in time; some may be stored all the same."""
 
 
 class EventProducer:
@@ -69,6 +74,43 @@ class EventProducer:
     async def send(self, key: bytes | None, value: bytes) -> None:
         """Queue one record; `flush` waits for every queued record."""
         await self.producer.send(self.topic, value, key=key)
+
+    async def deliver(
+        self, records: Sequence[tuple[bytes | None, bytes]], timeout_s: float
+    ) -> None:
+        """Send every record and return once Kafka acknowledged each (acks=all).
+
+        Raises NotDelivered when that does not happen within `timeout_s` (Kafka down or
+        unreachable, a record refused): the caller must not claim the records stored.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.start()
+                deliveries = [
+                    await self.producer.send(self.topic, value, key=key) for key, value in records
+                ]
+        except TimeoutError:
+            msg = f"Kafka did not take the records within {timeout_s:g} s"
+            raise NotDelivered(msg) from None
+        except KafkaError as exc:
+            msg = f"Kafka refused the records: {exc}"
+            raise NotDelivered(msg) from exc
+        if not deliveries:
+            return
+        # Waited for, not cancelled: the producer keeps retrying what it already holds.
+        done, pending = await asyncio.wait(deliveries, timeout=max(deadline - loop.time(), 0))
+        if pending:
+            msg = (
+                f"Kafka acknowledged {len(done)} of {len(deliveries)} records "
+                f"within {timeout_s:g} s"
+            )
+            raise NotDelivered(msg)
+        failures = [delivery.exception() for delivery in done if delivery.exception()]
+        if failures:
+            msg = f"Kafka refused {len(failures)} of {len(deliveries)} records: {failures[0]}"
+            raise NotDelivered(msg)
 
     async def flush(self) -> None:
         """Wait until everything sent so far is acknowledged."""

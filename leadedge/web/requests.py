@@ -10,14 +10,15 @@ from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 from faust.web import Request, Response, View
 from mode import Service
 
+from leadedge import metrics
 from leadedge.app import app, settings
 from leadedge.config import bootstrap_servers
 from leadedge.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, page
 from leadedge.merge import merged_request
 from leadedge.models import Rejection, request_key
-from leadedge.producer import EventProducer
+from leadedge.producer import EventProducer, NotDelivered
 from leadedge.validate import event_from_object
-from leadedge.web.common import endpoint, error, int_param
+from leadedge.web.common import endpoint, error, int_param, unavailable
 from leadedge.web.routing import routed_by_id
 from tables.merged_requests import merged_requests
 from tables.request_history import request_history
@@ -91,12 +92,20 @@ class CollectorView(View):
         if isinstance(body, list) and len(body) > MAX_EVENTS:
             return error(self, 413, f"{len(body)} events in one call, over {MAX_EVENTS}")
         accepted, rejected = validate_batch(body, project)
-        # The web server answers before the worker's services start: connect on first use.
-        await collector_producer.start()
-        for request_id, value in accepted:
-            await collector_producer.send(request_id.encode(), value)
-        # 202 only once Kafka has every accepted event (acks=all).
-        await collector_producer.flush()
+        # 202 only once Kafka has every accepted event (acks=all); the producer connects
+        # on first use (the web server answers before the worker's services start).
+        try:
+            await collector_producer.deliver(
+                [(request_id.encode(), value) for request_id, value in accepted],
+                settings.collector_timeout_s,
+            )
+        except NotDelivered as exc:
+            metrics.collector_not_delivered_total.inc()
+            return unavailable(
+                self,
+                f"{exc}; retry: some events may be stored already (an event_id makes "
+                "a retry count once)",
+            )
         return self.json({"accepted": len(accepted), "rejected": rejected}, status=202)
 
 

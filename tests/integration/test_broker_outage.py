@@ -1,0 +1,81 @@
+"""Kafka stopped while clients POST events: a quick 503, never a 202 for a lost event."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import orjson
+import pytest
+
+from tests.integration.conftest import WorkerFactory
+from tests.integration.kafka_io import read_all
+from tests.integration.stack import Endpoints
+from tests.integration.worker import Names, wait_for
+
+pytestmark = pytest.mark.integration
+
+JSON = {"Content-Type": "application/json"}
+OUTAGE_S = 20
+
+
+@dataclass
+class Answer:
+    status: int
+    seconds: float
+    ids: list[str]
+    retry_after: str | None
+
+
+def test_kafka_stopped_during_posts_gets_503_within_5s_and_loses_no_event_answered_202(
+    endpoints: Endpoints, start_worker: WorkerFactory
+) -> None:
+    if endpoints.stack is None:
+        pytest.skip("the outage is injected with `leadedge stack stop`; not with Docker")
+    names = Names()
+    worker = start_worker(names)
+    answers: list[Answer] = []
+    done = threading.Event()
+
+    def post_until_done() -> None:
+        batch = 0
+        while not done.is_set():
+            ids = [f"outage-{batch}-{n}" for n in range(5)]
+            body = orjson.dumps([{"id": i, "clicks": "+1"} for i in ids])
+            started = time.monotonic()
+            try:
+                status, _, headers = worker.call("POST", "/requests", body, JSON)
+            except OSError:
+                status, headers = -1, {}
+            answers.append(
+                Answer(status, time.monotonic() - started, ids, headers.get("Retry-After"))
+            )
+            batch += 1
+            time.sleep(0.1)
+
+    client = threading.Thread(target=post_until_done)
+    client.start()
+    try:
+        wait_for(lambda: sum(a.status == 202 for a in answers) >= 10, 60, "202s before the outage")
+        endpoints.stack.stop("kafka")
+        time.sleep(OUTAGE_S)
+    finally:
+        endpoints.stack.start("kafka")
+    wait_for(lambda: answers[-1].status == 202, 120, "202s after the outage")
+    done.set()
+    client.join()
+
+    refused = [a for a in answers if a.status == 503]
+    assert refused, "no POST fell into the outage"
+    assert all(a.seconds <= 5 for a in refused), max(a.seconds for a in refused)
+    assert all(a.retry_after == "1" for a in refused)
+    assert {a.status for a in answers} <= {202, 503}, [a.status for a in answers]
+
+    accepted = {i for a in answers if a.status == 202 for i in a.ids}
+    stored = {
+        record.key.decode()
+        for record in read_all(endpoints.broker, names.requests_topic, len(accepted), 60)
+        if record.key is not None
+    }
+    assert accepted <= stored, sorted(accepted - stored)[:10]
