@@ -9,7 +9,11 @@ from elasticsearch.exceptions import ApiError
 from leadedge.sinks.elasticsearch import ElasticsearchSink
 
 # Counters are summed increments, which may be fractional: double, never long (a long
-# field would silently truncate 2.5 to 2).
+# field would silently truncate 2.5 to 2). They are runtime fields: one source may send
+# `"stats": "+1"` and another `"stats": {"views": "+1"}` (counters `stats` and
+# `stats.views`), which as indexed fields would conflict (a number where an object is
+# mapped) and get one of the windows refused; runtime fields read from `_source` at
+# query time cannot conflict, and a minute's windows are few, so they cost little.
 COUNTER = {"type": "double"}
 
 
@@ -23,10 +27,11 @@ def stats_template(alias: str, *, refresh_interval: str) -> dict[str, Any]:
                 "number_of_shards": 1,
                 "number_of_replicas": 0,
                 "refresh_interval": refresh_interval,
+                "index.mapping.total_fields.ignore_dynamic_beyond_limit": True,
             },
             "mappings": {
                 "dynamic_templates": [
-                    {"counters": {"path_match": "counters.*", "mapping": COUNTER}},
+                    {"counters": {"path_match": "counters.*", "runtime": COUNTER}},
                     {
                         "strings_as_keywords": {
                             "match_mapping_type": "string",
@@ -43,9 +48,7 @@ def stats_template(alias: str, *, refresh_interval: str) -> dict[str, Any]:
                     "source": {"type": "keyword"},
                     "events": {"type": "long"},
                     "new_requests": {"type": "long"},
-                    "counters": {
-                        "properties": {"clicks": COUNTER, "impressions": COUNTER},
-                    },
+                    "counters": {"type": "object", "dynamic": "runtime"},
                 },
             },
         },
