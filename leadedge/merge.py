@@ -5,6 +5,7 @@ Nothing here touches Faust, Kafka or the network, so every rule is testable on i
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +59,30 @@ MergeOutcome = Applied | Duplicate | Rejection
 class _Conflict(Exception):
     """Raised inside a merge to abandon the whole event (rule 5)."""
 
+    reason = "type_conflict"
+
+
+class _OutOfRange(_Conflict):
+    """A sum no output could hold: the whole event is abandoned all the same."""
+
+    reason = "out_of_range"
+
+
+# Counters are 64-bit signed integers everywhere they go (orjson, Elasticsearch `long`).
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+# An increment with up to this many digits is below 2**63 on its own.
+SAFE_DIGITS = 18
+# Longer increments are refused before any arithmetic on them.
+MAX_INCREMENT_LENGTH = 64
+
+
+def _in_range(result: int, dotted: str) -> int:
+    if INT_MIN <= result <= INT_MAX:
+        return result
+    msg = f"field {dotted!r} would be {result}, outside the 64-bit integer range"
+    raise _OutOfRange(msg)
+
 
 def _add(current: Any, increment: str, dotted: str) -> int | float:
     if current is None:
@@ -66,10 +91,20 @@ def _add(current: Any, increment: str, dotted: str) -> int | float:
         kind = type(current).__name__
         msg = f"increment {increment!r} on field {dotted!r}, which holds a {kind}"
         raise _Conflict(msg)
+    if len(increment) > MAX_INCREMENT_LENGTH:
+        msg = (
+            f"increment on field {dotted!r} has {len(increment)} characters, "
+            f"over {MAX_INCREMENT_LENGTH}"
+        )
+        raise _OutOfRange(msg)
     if isinstance(current, int) and "." not in increment:
-        return current + int(increment)
+        return _in_range(current + int(increment), dotted)
     # Decimal over the shortest repr keeps ten "+0.1" at exactly 1.0.
-    return float(Decimal(repr(current)) + Decimal(increment))
+    result = float(Decimal(repr(current)) + Decimal(increment))
+    if not math.isfinite(result):
+        msg = f"field {dotted!r} would be {result}, beyond a double"
+        raise _OutOfRange(msg)
+    return result
 
 
 def apply_fields(
@@ -87,14 +122,14 @@ def apply_fields(
                 merged[name] = value
                 continue
             digits = value[1:]
-            if digits.isdigit() and digits.isascii():
+            if digits.isdigit() and digits.isascii() and len(digits) <= SAFE_DIGITS:
                 # "+3": an integer increment, the usual case.
                 existing = merged.get(name)
                 if existing is None:
                     merged[name] = int(value)
                     continue
                 if type(existing) is int:
-                    merged[name] = existing + int(value)
+                    merged[name] = _in_range(existing + int(value), path + name)
                     continue
             elif not INCREMENT.match(value):
                 merged[name] = value
@@ -193,7 +228,7 @@ def merge_event(
     try:
         merged = apply_fields(base, event.fields, rules)
     except _Conflict as exc:
-        return Rejection("type_conflict", str(exc))
+        return Rejection(exc.reason, str(exc))
     ts_ms = event.ts_ms
     merged[CREATED] = min(base.get(CREATED, ts_ms), ts_ms)
     merged[UPDATED] = max(base.get(UPDATED, ts_ms), ts_ms)

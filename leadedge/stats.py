@@ -77,7 +77,10 @@ def add_numbers(current: int | float, amount: int | float | str) -> int | float:
     """Exact like the merge: integers stay integers, fractions go through Decimal."""
     text = amount if isinstance(amount, str) else repr(amount)
     if isinstance(current, int) and not isinstance(amount, float) and "." not in text:
-        return current + int(text)
+        total = current + int(text)
+        # A window's sum beyond 64 bits (no single request's can be) goes on as a double,
+        # what the stats index holds counters as anyway.
+        return total if -(2**63) <= total < 2**63 else float(total)
     return float(Decimal(repr(current)) + Decimal(text))
 
 

@@ -20,6 +20,10 @@ MAX_ID_LENGTH = 256
 # Control characters have no place in an id (logs, URLs, document ids), and keeping them
 # out keeps a request's key, `{project}\x1f{id}`, unambiguous.
 _ID_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# Event times an RFC 3339 time with a four-digit year can name, from the epoch on.
+LATEST_TS_MS = 253_402_300_799_999
+# Elasticsearch's limit on a document `_id`, which a request's key becomes.
+MAX_KEY_BYTES = 512
 # Tenant names: what a key is issued for and what the collector stamps on each event.
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_DEPTH = 16
@@ -192,6 +196,12 @@ def event_from_object(
     ts_ms = parse_ts(doc["ts"]) if doc.get("ts") is not None else record_ts_ms
     if isinstance(ts_ms, Rejection):
         return ts_ms
+    if not 0 <= ts_ms <= LATEST_TS_MS:
+        return Rejection(
+            "bad_ts",
+            f"event time {ts_ms} ms is outside 1970-01-01 to 9999-12-31 (from "
+            f"{'ts' if doc.get('ts') is not None else 'the record timestamp'})",
+        )
     project = doc.get("project", DEFAULT_PROJECT)
     if project is not DEFAULT_PROJECT and (
         not isinstance(project, str) or not PROJECT_NAME.fullmatch(project)
@@ -204,6 +214,17 @@ def event_from_object(
     event_id = doc.get("event_id")
     if event_id is not None and not isinstance(event_id, (str, int)):
         return Rejection("bad_event_id", "'event_id' must be a string or an integer")
+    # Only a long id can make a key over the limit (a character takes at most 4 bytes).
+    if len(request_id) * 4 + 65 > MAX_KEY_BYTES:
+        key_bytes = len(request_id.encode())
+        if project != DEFAULT_PROJECT:
+            key_bytes += len(project.encode()) + 1
+        if key_bytes > MAX_KEY_BYTES:
+            return Rejection(
+                "id_too_long",
+                f"'id' takes {key_bytes} bytes with its project, over {MAX_KEY_BYTES} "
+                "(an Elasticsearch document id)",
+            )
     return Event(
         id=request_id,
         project=project,

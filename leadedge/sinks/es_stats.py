@@ -30,6 +30,8 @@ def stats_template(alias: str, *, refresh_interval: str) -> dict[str, Any]:
                 "index.mapping.total_fields.ignore_dynamic_beyond_limit": True,
             },
             "mappings": {
+                # The counters the dashboard charts exist before the first window has them.
+                "runtime": {"counters.clicks": COUNTER, "counters.impressions": COUNTER},
                 "dynamic_templates": [
                     {"counters": {"path_match": "counters.*", "runtime": COUNTER}},
                     {

@@ -32,6 +32,9 @@ def fields_of(mapping: dict[str, Any], prefix: str = "") -> dict[str, str]:
             found.update(fields_of(spec, f"{prefix}{name}."))
         else:
             found[f"{prefix}{name}"] = spec["type"]
+    # Runtime fields declared up front (the stats counters the dashboard charts).
+    if not prefix:
+        found.update({name: spec["type"] for name, spec in mapping.get("runtime", {}).items()})
     return found
 
 

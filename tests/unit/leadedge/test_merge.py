@@ -115,6 +115,22 @@ def test_object_onto_a_scalar_is_a_type_conflict() -> None:
     assert outcome.reason == "type_conflict"
 
 
+def test_a_sum_beyond_64_bits_or_a_huge_increment_rejects_the_whole_event() -> None:
+    before = merge_all(event({"n": "+9223372036854775000", "m": 1.5}))
+    assert orjson.loads(orjson.dumps(before))["n"] == 9223372036854775000
+    for fields in (
+        {"n": "+1000"},
+        {"n": "-99999999999999999999"},
+        {"x": "+" + "9" * 5000},
+        {"m": "+" + "9" * 400 + ".5"},
+    ):
+        outcome = merge_event(before, event(fields), RULES, (0, 9))
+        assert isinstance(outcome, Rejection), fields
+        assert outcome.reason == "out_of_range", outcome
+    assert merge_all(event({"n": "+9223372036854775807"}))["n"] == 2**63 - 1
+    assert merge_all(event({"n": "-9223372036854775808"}))["n"] == -(2**63)
+
+
 def test_counter_allowlist_makes_other_increments_plain_strings() -> None:
     rules = MergeRules(counter_fields=frozenset({"clicks"}))
     state = merge_all(event({"clicks": "+1", "note": "+1"}), rules=rules)

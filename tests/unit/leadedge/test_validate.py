@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from leadedge.models import Event, Rejection
@@ -21,6 +22,9 @@ def parse(value: bytes, key: bytes | None = b"a", **kw: object) -> Event | Rejec
         (b'{"id": "' + b"x" * 257 + b'"}', "id_too_long"),
         (b'{"id": true}', "id_type"),
         (b'{"id": "a\\u001fb"}', "id_control_char"),
+        (b'{"id": "a", "ts": 1e17}', "bad_ts"),
+        (b'{"id": "a", "ts": -5}', "bad_ts"),
+        (b'{"id": "a", "ts": 9223372036854775807}', "bad_ts"),
         (b'{"id": "a\\nb"}', "id_control_char"),
         (b'{"id": "a", "project": ""}', "bad_project"),
         (b'{"id": "a", "project": "has space"}', "bad_project"),
@@ -72,3 +76,19 @@ def test_bookkeeping_fields_are_not_merged_and_project_defaults() -> None:
     assert result.fields == {"clicks": "+1"}
     assert result.event_id == "7"
     assert result.project == "default"
+
+
+def test_an_id_whose_document_id_would_pass_512_bytes_is_refused() -> None:
+    wide = "\u00e9" * 256  # 256 characters, 512 bytes
+    assert isinstance(parse(orjson.dumps({"id": wide}), key=wide.encode()), Event)
+    result = parse(orjson.dumps({"id": wide, "project": "p"}), key=wide.encode())
+    assert isinstance(result, Rejection) and result.reason == "id_too_long"
+    emoji = "\U0001f600" * 200  # 200 characters, 800 bytes
+    result = parse(orjson.dumps({"id": emoji}), key=emoji.encode())
+    assert isinstance(result, Rejection) and result.reason == "id_too_long"
+
+
+def test_a_record_timestamp_out_of_range_is_refused_when_the_event_has_no_ts() -> None:
+    result = parse_event(b'{"id": "a"}', key=b"a", record_ts_ms=2**62, max_bytes=4096)
+    assert isinstance(result, Rejection) and result.reason == "bad_ts"
+    assert "record timestamp" in result.detail
