@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -102,6 +104,15 @@ class LeadEdgeApp(faust.App):
         if self.conf.broker[0].scheme == "kafka":
             await ensure_topics(bootstrap_servers(settings.broker), topic_specs(settings))
 
+    async def on_stop(self) -> None:
+        """Bound the stop: with Kafka, Elasticsearch or S3 down it could wait for ever.
+
+        After LEADEDGE_SHUTDOWN_TIMEOUT_S the process exits (status 1) whatever is still
+        waiting; what was not stored is read again from the committed offsets.
+        """
+        arm_shutdown_deadline(settings.shutdown_timeout_s)
+        await super().on_stop()
+
     async def on_shutdown(self) -> None:
         """Mark the local stores trustworthy when every changelog record reached Kafka."""
         await super().on_shutdown()
@@ -127,6 +138,31 @@ class LeadEdgeApp(faust.App):
         if self.conf.broker[0].scheme == "kafka":
             return DrainingProducer(self.transport, loop=self.loop, beacon=self.beacon)
         return super()._new_producer()
+
+
+_shutdown_deadline: threading.Timer | None = None
+
+
+def arm_shutdown_deadline(timeout_s: float) -> None:
+    """Exit the process `timeout_s` from now unless it has exited by then (once)."""
+    global _shutdown_deadline
+    if _shutdown_deadline is not None:
+        return
+
+    def give_up() -> None:
+        log.error(
+            "LEADEDGE_SHUTDOWN_TIMEOUT_S: the stop took over %.0f s (Kafka, Elasticsearch or "
+            "S3 not answering); exiting now, the next start reads again from the committed "
+            "offsets",
+            timeout_s,
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    # A thread, not a task: the event loop may be what is stuck.
+    _shutdown_deadline = threading.Timer(timeout_s, give_up)
+    _shutdown_deadline.daemon = True
+    _shutdown_deadline.start()
 
 
 def topic_specs(config: Settings) -> list[TopicSpec]:

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     web_max_requests_per_connection: int = Field(1000, ge=1)
     # How long a lookup forwarded to the worker that owns the id may take before 503.
     web_forward_timeout_s: float = Field(3.0, gt=0)
+    # How long a stop (SIGTERM) may take before the process exits regardless.
+    shutdown_timeout_s: float = Field(30.0, gt=0)
 
     # Merge rules and enrichment
     ipaddress_field: str = "ipaddress"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -79,3 +81,24 @@ def test_kafka_stopped_during_posts_gets_503_within_5s_and_loses_no_event_answer
         if record.key is not None
     }
     assert accepted <= stored, sorted(accepted - stored)[:10]
+
+
+def test_sigterm_with_kafka_down_exits_within_the_shutdown_bound(
+    endpoints: Endpoints, start_worker: WorkerFactory
+) -> None:
+    if endpoints.stack is None:
+        pytest.skip("the outage is injected with `leadedge stack stop`; not with Docker")
+    bound_s = 10
+    worker = start_worker(Names(), extra={"LEADEDGE_SHUTDOWN_TIMEOUT_S": str(bound_s)})
+    worker.wait_settled(quiet_s=2)
+    assert worker.process is not None
+    endpoints.stack.stop("kafka")
+    try:
+        time.sleep(3)
+        started = time.monotonic()
+        os.killpg(worker.process.pid, signal.SIGTERM)
+        worker.process.wait(timeout=bound_s + 60)
+        took = time.monotonic() - started
+    finally:
+        endpoints.stack.start("kafka")
+    assert took <= bound_s + 5, f"took {took:.1f} s; log:\n{worker.log_tail()}"
