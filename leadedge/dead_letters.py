@@ -10,6 +10,10 @@ from leadedge.merge import format_time
 from leadedge.models import Rejection, SourceRecord
 
 HEADER_PREFIX = "leadedge.error."
+# A dead letter must fit in one produce request (1 MiB by default) with its key and
+# headers, or the record it stands for would be lost; the value is cut to this many bytes.
+MAX_VALUE_BYTES = 900 * 1024
+MAX_DETAIL_CHARACTERS = 2000
 
 
 def dead_letter_headers(
@@ -18,13 +22,29 @@ def dead_letter_headers(
     """Headers in the spirit of Kafka Connect's DLQ context headers."""
     fields = {
         "reason": rejection.reason,
-        "detail": rejection.detail,
+        "detail": rejection.detail[:MAX_DETAIL_CHARACTERS],
         "topic": record.topic,
         "partition": str(record.partition),
         "offset": str(record.offset),
         "time": format_time(now_ms),
     }
     return [(HEADER_PREFIX + name, value.encode()) for name, value in fields.items()]
+
+
+def dead_letter(
+    record: SourceRecord, rejection: Rejection, now_ms: int
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The dead letter's value and headers: the original bytes, cut to fit if they must.
+
+    A cut value says so in `leadedge.error.truncated` (the original size in bytes); the
+    whole record is still in the source topic at the offset the headers name.
+    """
+    value = record.value or b""
+    headers = dead_letter_headers(record, rejection, now_ms)
+    if len(value) > MAX_VALUE_BYTES:
+        headers.append((HEADER_PREFIX + "truncated", str(len(value)).encode()))
+        value = value[:MAX_VALUE_BYTES]
+    return value, headers
 
 
 class DeadLetterTopic(Protocol):
@@ -40,8 +60,5 @@ async def send_dead_letter(
 ) -> None:
     """Produce the dead letter for `record` and count it by reason."""
     metrics.dead_letters_total.labels(rejection.reason).inc()
-    await topic.send(
-        key=record.key,
-        value=record.value or b"",
-        headers=dead_letter_headers(record, rejection, int(time.time() * 1000)),
-    )
+    value, headers = dead_letter(record, rejection, int(time.time() * 1000))
+    await topic.send(key=record.key, value=value, headers=headers)

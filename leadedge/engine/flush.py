@@ -40,7 +40,7 @@ import orjson
 from faust.types import TP
 
 from leadedge import metrics
-from leadedge.dead_letters import dead_letter_headers
+from leadedge.dead_letters import dead_letter
 from leadedge.engine.kafka_out import KafkaBatchWriter, OutRecord
 from leadedge.engine.step import MergeStep, Pending
 from leadedge.engine.write_back import WriteBackTable, encode_key
@@ -308,15 +308,8 @@ class BatchEngine:
         now_ms = int(time.time() * 1000)
         for record, rejection in pending.dead_letters:
             metrics.dead_letters_total.labels(rejection.reason).inc()
-            records.append(
-                OutRecord(
-                    topics.dead_letters,
-                    None,
-                    record.key,
-                    record.value or b"",
-                    dead_letter_headers(record, rejection, now_ms),
-                )
-            )
+            value, headers = dead_letter(record, rejection, now_ms)
+            records.append(OutRecord(topics.dead_letters, None, record.key, value, headers))
         return records, documents, updated_s
 
     def _rejected_documents(
@@ -340,17 +333,10 @@ class BatchEngine:
                 request_id.encode(),
                 orjson.dumps(merged_request(state)) if state else b"",
             )
-            rejection = Rejection("elasticsearch_rejected", repr(error)[:2000])
+            rejection = Rejection("elasticsearch_rejected", repr(error))
             metrics.dead_letters_total.labels(rejection.reason).inc()
-            records.append(
-                OutRecord(
-                    self.topics.dead_letters,
-                    None,
-                    source.key,
-                    source.value,
-                    dead_letter_headers(source, rejection, now_ms),
-                )
-            )
+            value, headers = dead_letter(source, rejection, now_ms)
+            records.append(OutRecord(self.topics.dead_letters, None, source.key, value, headers))
         return records
 
     def _count(self, pending: Pending) -> None:
