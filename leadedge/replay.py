@@ -3,8 +3,14 @@
 The archive (DESIGN, S3 archive) holds every raw record of a topic as gzip NDJSON under
 `{prefix}/topic={topic}/dt=YYYY-MM-DD/hour=HH/`. A replay lists only the hour partitions
 that overlap the requested time range, reads their objects in (partition, first offset)
-order and produces each line whose record timestamp is in the range again, with its key,
-its value and its timestamp.
+order and produces each line whose record timestamp is in the range again, with its key
+and its value.
+
+Records are produced with the current time, not their archived timestamps: the topics
+delete records by their timestamps (`retention.ms`, 7 days by default), so a record
+produced with a timestamp older than that would be deleted before any worker read it.
+The event time is kept all the same: an event object without `ts` gets its archived
+record timestamp as `ts`, which the merge reads before the record's.
 """
 
 from __future__ import annotations
@@ -129,7 +135,8 @@ def record_from_line(line: dict[str, Any]) -> ArchivedRecord:
     """Key, value and timestamp of one archive line (the inverse of `archive_line`).
 
     A value that parsed as JSON is archived parsed, so it comes back re-serialized:
-    the same JSON, not necessarily the same bytes (spacing, `4.50` → `4.5`).
+    the same JSON, not necessarily the same bytes (spacing, `4.50` → `4.5`). An event
+    object without `ts` gets the record timestamp as its `ts` (see the module's doc).
     """
     try:
         key: bytes | None
@@ -140,7 +147,10 @@ def record_from_line(line: dict[str, Any]) -> ArchivedRecord:
         else:
             key = None
         if "value" in line:
-            value = orjson.dumps(line["value"])
+            event = line["value"]
+            if isinstance(event, dict) and event.get("ts") is None:
+                event = {**event, "ts": int(line["timestamp"])}
+            value = orjson.dumps(event)
         elif "raw" in line:
             value = str(line["raw"]).encode("utf-8")
         elif "raw_b64" in line:
@@ -325,16 +335,7 @@ async def _replay(
                     last_offset[record.partition] = record.offset
                     summary.replayed += 1
                     if producer is not None:
-                        sent.append(
-                            await producer.send(
-                                target_topic,
-                                record.value,
-                                key=record.key,
-                                timestamp_ms=record.timestamp_ms
-                                if record.timestamp_ms >= 0
-                                else None,
-                            )
-                        )
+                        sent.append(await producer.send(target_topic, record.value, key=record.key))
                 # Every record of an object acknowledged before the next object is read.
                 await asyncio.gather(*sent)
                 bar.update(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import subprocess
 import sys
 import time
@@ -15,9 +16,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from elasticsearch import Elasticsearch
 
+from leadedge.archive import archive_line, hour_of, object_key
 from leadedge.config import bootstrap_servers
 from leadedge.demo import CHROME, EXAMPLE, SAFARI
 from leadedge.kafka_admin import TopicSpec, ensure_topics
+from leadedge.merge import format_time
+from leadedge.models import SourceRecord
 from leadedge.reindex import ReindexError, reindex
 from leadedge.replay import replay
 from tests.integration.checks import archived_lines
@@ -91,6 +95,17 @@ def produce_timestamped(broker: str, topic: str, records: list[Record]) -> None:
     asyncio.run(run())
 
 
+def as_replayed(value: bytes, timestamp_ms: int) -> bytes:
+    """What a replay produces for an archived value: an event object gains its `ts`."""
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+    if isinstance(event, dict) and event.get("ts") is None:
+        event = {**event, "ts": timestamp_ms}
+    return orjson.dumps(event)
+
+
 def per_key(records: list[tuple[bytes | None, bytes, int]]) -> dict[bytes | None, list[Any]]:
     found: dict[bytes | None, list[Any]] = defaultdict(list)
     for key, value, timestamp_ms in records:
@@ -140,6 +155,7 @@ def test_replay_reproduces_the_archive_and_reindex_switches_the_alias(
     target = f"t{names.uid}-replayed"
     asyncio.run(ensure_topics(bootstrap_servers(endpoints.broker), [TopicSpec(target, 4, 1)]))
     start_ms, end_ms = records[0][2], records[-1][2]
+    replay_started_ms = int(time.time() * 1000)
     summary = asyncio.run(
         replay(
             s3=endpoints.s3_client(),
@@ -160,16 +176,19 @@ def test_replay_reproduces_the_archive_and_reindex_switches_the_alias(
 
     replayed = read_all(endpoints.broker, target, expect=len(records) - 1)
     assert len(replayed) == len(records) - 1
-    # Same keys, values and timestamps; within each key (one source partition), the same
-    # order. The same partition count and key hashing put each key on the same partition.
+    # Same keys and values, each event object carrying its record timestamp as `ts`;
+    # produced with the current time, so no retention deletes them before they are read.
+    # Within each key (one source partition), the same order; the same partition count
+    # and key hashing put each key on the same partition.
+    assert all(r.timestamp >= replay_started_ms for r in replayed)
     expected = [
-        (r.key, r.value, r.timestamp, r.partition, r.offset)
+        (r.key, as_replayed(r.value, r.timestamp), r.timestamp, r.partition, r.offset)
         for r in originals
         if start_ms <= r.timestamp < end_ms
     ]
-    got = [(r.key, r.value, r.timestamp, r.partition, r.offset) for r in replayed]
-    assert per_key([(k, v, t) for k, v, t, _, _ in sorted(got, key=lambda x: (x[3], x[4]))]) == (
-        per_key([(k, v, t) for k, v, t, _, _ in sorted(expected, key=lambda x: (x[3], x[4]))])
+    got = [(r.key, r.value, 0, r.partition, r.offset) for r in replayed]
+    assert per_key([(k, v, 0) for k, v, _, _, _ in sorted(got, key=lambda x: (x[3], x[4]))]) == (
+        per_key([(k, v, 0) for k, v, _, _, _ in sorted(expected, key=lambda x: (x[3], x[4]))])
     )
     assert {(k, p) for k, _, _, p, _ in got} == {(k, p) for k, _, _, p, _ in expected}
     assert (b"\xfe", b"\xff\x00") in {(k, v) for k, v, _, _, _ in got}
@@ -256,3 +275,60 @@ def test_replay_reproduces_the_archive_and_reindex_switches_the_alias(
     assert len(aliased) == 1 and result.new_index not in aliased
     assert es.indices.exists(index=result.new_index)
     assert documents(es, names.es_alias) == before
+
+
+def test_archived_events_from_30_days_ago_replayed_into_the_live_topic_are_all_merged(
+    endpoints: Endpoints, start_worker: WorkerFactory
+) -> None:
+    names = Names()
+    worker = start_worker(names)
+    # An archive object as the worker wrote it 30 days ago, for an older topic. Records
+    # produced with such timestamps would be past the topic's 7-day retention.
+    old_topic = f"t{names.uid}-old"
+    then_ms = int(time.time() * 1000) - 30 * 24 * HOUR_MS
+    ids = [f"old-{n}" for n in range(40)]
+    events = [{"id": i, "clicks": "+1"} for i in ids] + [{"id": i, "clicks": "+2"} for i in ids]
+    lines = [
+        archive_line(
+            SourceRecord(
+                old_topic,
+                0,
+                offset,
+                then_ms + offset,
+                str(event["id"]).encode(),
+                orjson.dumps(event),
+            )
+        )
+        for offset, event in enumerate(events)
+    ]
+    key = object_key(names.s3_prefix, old_topic, 0, 0, hour_of(then_ms))
+    endpoints.s3_client().put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(b"".join(lines)))
+
+    replay_started_ms = int(time.time() * 1000)
+    summary = asyncio.run(
+        replay(
+            s3=endpoints.s3_client(),
+            bucket=BUCKET,
+            prefix=names.s3_prefix,
+            source_topic=old_topic,
+            start_ms=then_ms,
+            end_ms=then_ms + len(events),
+            broker=endpoints.broker,
+            target_topic=names.requests_topic,
+        )
+    )
+    assert summary.replayed == len(events)
+    # Produced with the current time: retention (by record timestamp) leaves them alone.
+    produced = read_all(endpoints.broker, names.requests_topic, expect=len(events))
+    assert len(produced) == len(events)
+    assert min(record.timestamp for record in produced) >= replay_started_ms
+
+    def merged(request_id: str) -> dict[str, Any] | None:
+        status, body = worker.get(f"/requests/{request_id}")
+        return body if status == 200 and body["event_count"] == 2 else None
+
+    wait_for(lambda: all(merged(i) for i in ids), 90, "every replayed request merged")
+    first = merged("old-0")
+    assert first is not None and first["clicks"] == 3
+    # The event time is the archived one, 30 days back.
+    assert first["created_at"] == format_time(then_ms)
