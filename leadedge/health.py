@@ -10,6 +10,7 @@ from __future__ import annotations
 from leadedge import metrics
 
 _degraded: dict[str, str] = {}
+_skipped: dict[str, int] = {}
 
 
 def report_failure(component: str, reason: str) -> None:
@@ -31,3 +32,15 @@ def report_recovered(component: str) -> bool:
 def degraded() -> dict[str, str]:
     """Each failing component and its last error."""
     return dict(_degraded)
+
+
+def report_skipped(topic: str, partition: int, count: int) -> None:
+    """`count` records of a partition were deleted before this worker could read them."""
+    metrics.skipped_records_total.labels(topic, str(partition)).inc(count)
+    name = f"{topic}[{partition}]"
+    _skipped[name] = _skipped.get(name, 0) + count
+
+
+def skipped() -> dict[str, int]:
+    """Records deleted before they were read, per partition, since this worker started."""
+    return dict(_skipped)

@@ -71,6 +71,12 @@ http_request_seconds = Histogram(
     ["method", "route", "status"],
     registry=registry,
 )
+skipped_records_total = Counter(
+    "leadedge_skipped_records_total",
+    "Records the broker deleted (retention, delete-records) before this worker read them.",
+    ["topic", "partition"],
+    registry=registry,
+)
 component_errors_total = Counter(
     "leadedge_component_errors_total",
     "Errors a part of the worker recovered from by retrying (e.g. the archive and S3).",

@@ -26,6 +26,8 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from leadedge.engine.deleted_records import DeletedRecordsWatch
+
 log = logging.getLogger(__name__)
 
 
@@ -75,6 +77,10 @@ class BatchConsumer(Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_handlers: dict[str, BatchHandler] = {}
+        # The offset after the last record handed over, per partition; see
+        # `leadedge.engine.deleted_records` for what it is compared with.
+        self._next_offset: dict[TP, int] = {}
+        self.deleted_records = DeletedRecordsWatch()
 
     def add_batch_handler(self, topic: str, handler: BatchHandler) -> None:
         """Deliver `topic`'s records to `handler` in batches from now on."""
@@ -127,9 +133,22 @@ class BatchConsumer(Consumer):
                 self._handle_batch(handler, tp, batch[start : start + self.slice_records])
                 await handler.wait_for_room()
                 await asyncio.sleep(0)
+        if self.deleted_records.due():
+            await self.deleted_records.check(self._expected_offsets(), self.earliest_offsets)
         if others:
             async for item in self._yield_messages(others, active_partitions, generation_id):
                 yield item
+
+    def _expected_offsets(self) -> dict[TP, int]:
+        """Each assigned batch-topic partition's next offset to read, where known."""
+        expected = {}
+        for tp in self.assignment():
+            if tp.topic not in self.batch_handlers:
+                continue
+            next_offset = self._next_offset.get(tp, self._committed_offset.get(tp))
+            if next_offset is not None:
+                expected[tp] = next_offset
+        return expected
 
     def _still_ours(self, tp: TP, generation_id: int) -> bool:
         # A fetch that overlapped a rebalance may hold records of a partition that was
@@ -148,6 +167,10 @@ class BatchConsumer(Consumer):
         else:
             # Faust starts `_read_offset` at the committed offset (the next to read).
             start = min(read + 1, first)
+        self.deleted_records.fetched(
+            tp, self._next_offset.get(tp, self._committed_offset.get(tp)), first
+        )
+        self._next_offset[tp] = batch[-1].offset + 1
         self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
         handler.handle(tp, start, batch)
         self._read_offset[tp] = batch[-1].offset
@@ -212,6 +235,9 @@ class BatchConsumer(Consumer):
             if flushed:
                 await self.commit(mine)
             handler.drop(mine)
+        for tp in revoked:
+            # A later assignment starts from the committed offset.
+            self._next_offset.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def commit_and_end_transactions(self) -> None:

@@ -47,8 +47,15 @@ class HealthView(View):
             response.headers["Retry-After"] = "1"
             return response
         degraded = health.degraded()
-        if degraded:
-            return self.json({"status": "degraded", "degraded": degraded})
+        skipped = health.skipped()
+        if degraded or skipped:
+            answer = {"status": "degraded"}
+            if degraded:
+                answer["degraded"] = degraded
+            if skipped:
+                # Records lost to retention before they were read: the log names them.
+                answer["skipped_records"] = skipped
+            return self.json(answer)
         return self.json({"status": "ok"})
 
 

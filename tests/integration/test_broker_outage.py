@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -10,9 +11,13 @@ from dataclasses import dataclass
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from leadedge.config import bootstrap_servers
+from leadedge.partitioning import partition_of
 from tests.integration.conftest import WorkerFactory
-from tests.integration.kafka_io import read_all
+from tests.integration.kafka_io import produce, read_all
 from tests.integration.stack import Endpoints
 from tests.integration.worker import Names, wait_for
 
@@ -102,3 +107,68 @@ def test_sigterm_with_kafka_down_exits_within_the_shutdown_bound(
     finally:
         endpoints.stack.start("kafka")
     assert took <= bound_s + 5, f"took {took:.1f} s; log:\n{worker.log_tail()}"
+
+
+def delete_all_records(broker: str, topic: str) -> int:
+    """Delete every record now in `topic` (kafka-delete-records); returns how many."""
+
+    async def run() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker))
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker))
+        await consumer.start()
+        await admin.start()
+        try:
+            # The test workers' topics have 4 partitions (tests/integration/worker.py).
+            partitions = [TopicPartition(topic, p) for p in range(4)]
+            ends = await consumer.end_offsets(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+            await admin.delete_records({tp: RecordsToDelete(ends[tp]) for tp in partitions})
+            return sum(ends[tp] - starts[tp] for tp in partitions)
+        finally:
+            await admin.close()
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def events(prefix: str, count: int) -> list[tuple[bytes | None, bytes]]:
+    return [
+        (f"{prefix}-{n}".encode(), orjson.dumps({"id": f"{prefix}-{n}", "clicks": "+1"}))
+        for n in range(count)
+    ]
+
+
+def test_records_deleted_before_a_lagging_worker_read_them_are_counted_logged_and_reported(
+    endpoints: Endpoints, start_worker: WorkerFactory
+) -> None:
+    names = Names()
+    first = start_worker(names, name="first")
+    kept = events("kept", 20)
+    # Every partition gets a committed offset: a partition the group never read starts
+    # at the log start, where nothing counts as skipped.
+    assert {partition_of(key.decode(), 4) for key, _ in kept if key} == set(range(4))
+    produce(endpoints.broker, names.requests_topic, kept)
+    wait_for(lambda: first.get("/requests/kept-19")[0] == 200, 60, "the first events merged")
+    first.wait_settled(quiet_s=2)
+    first.kill(signal.SIGTERM)  # a clean stop: its offsets are committed
+
+    # While no worker reads, 30 events arrive and the broker deletes them (as retention
+    # would), then 10 more arrive.
+    produce(endpoints.broker, names.requests_topic, events("lost", 30))
+    assert delete_all_records(endpoints.broker, names.requests_topic) == 50
+    produce(endpoints.broker, names.requests_topic, events("after", 10))
+
+    second = start_worker(names, name="second")
+    wait_for(lambda: second.get("/requests/after-9")[0] == 200, 90, "the later events merged")
+    assert second.get("/requests/lost-0")[0] == 404
+    metrics = second.get_text("/metrics")
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("leadedge_skipped_records_total{")
+    )
+    assert counted == 30, [line for line in metrics.splitlines() if "skipped" in line]
+    status, health = second.get("/health")
+    assert (status, health["status"]) == (200, "degraded")
+    assert sum(health["skipped_records"].values()) == 30
+    assert "were deleted by the broker before they were read" in second.log_path.read_text()
