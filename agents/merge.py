@@ -63,6 +63,7 @@ def build_engine(*, index: bool = True) -> BatchEngine:
             settings.geoip_db, settings.ipaddress_field, settings.useragent_field
         ),
         settings.max_event_bytes,
+        settings.max_state_bytes,
     )
     step = MergeStep(
         processor,

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(64 * 1024, ge=256)
     # Per request: event_ids remembered for de-duplication, events kept for its history.
     max_event_ids: int = Field(1000, ge=1)
+    # A request's whole state (merged fields, newest history, event ids) in bytes; an
+    # event that would take it past this is refused (state_too_large). At most 880 KiB:
+    # the state must stay under Kafka's 1 MiB record with what it may grow by between
+    # two measures (leadedge.processing).
+    max_state_bytes: int = Field(768 * 1024, ge=64 * 1024, le=880 * 1024)
     history_length: int = Field(1000, ge=1)
 
     # Elasticsearch

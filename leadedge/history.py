@@ -16,6 +16,9 @@ from leadedge.merge import format_time
 from leadedge.models import Event, SourceRecord, State
 
 CHUNK_SIZE = 100
+# An event larger than this shows in the timeline without its fields (its bytes, time and
+# position only): a chunk of CHUNK_SIZE entries must stay well under Kafka's 1 MiB record.
+MAX_ENTRY_BYTES = 4096
 SEQUENCE = "_history_seq"
 OPEN = "_history_open"
 
@@ -26,13 +29,18 @@ def chunk_key(request_id: str, chunk: int) -> str:
 
 
 def entry(event: Event, record: SourceRecord) -> dict[str, Any]:
-    """What the history shows of one applied event."""
+    """What the history shows of one applied event (its fields up to MAX_ENTRY_BYTES)."""
     item: dict[str, Any] = {
         "partition": record.partition,
         "offset": record.offset,
         "time": format_time(event.ts_ms),
-        "fields": event.fields,
     }
+    size = len(record.value or b"")
+    if size <= MAX_ENTRY_BYTES:
+        item["fields"] = event.fields
+    else:
+        # The whole event stays in the topic (and the archive) at this position.
+        item["fields_omitted_bytes"] = size
     if event.event_id is not None:
         item["event_id"] = event.event_id
     return item

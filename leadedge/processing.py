@@ -8,8 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
+
 from leadedge.enrich import Enricher
-from leadedge.merge import Applied, Duplicate, MergeRules, merge_event
+from leadedge.history import MAX_ENTRY_BYTES
+from leadedge.merge import COUNT, Applied, Duplicate, MergeRules, merge_event
 from leadedge.models import Event, Rejection, SourceRecord, State
 from leadedge.validate import parse_event
 
@@ -34,6 +37,14 @@ class Skipped:
 
 
 Outcome = Merged | Skipped | Rejection
+
+# A request's state (merged fields, open history chunk, event ids) is one record in the
+# table's changelog: it must stay under the producer's 1 MiB record limit.
+MAX_STATE_BYTES = 768 * 1024
+CHECK_EVERY = 16
+# What a state may grow by between two measures: CHECK_EVERY events of at most
+# MAX_ENTRY_BYTES, each with its history entry, and the enrichment.
+STATE_MARGIN_BYTES = CHECK_EVERY * 2 * (MAX_ENTRY_BYTES + 512)
 # The state stored under a request's key, or None.
 StateLookup = Callable[[str], State | None]
 
@@ -41,10 +52,17 @@ StateLookup = Callable[[str], State | None]
 class RecordProcessor:
     """Validates, merges and enriches records with one deployment's rules."""
 
-    def __init__(self, rules: MergeRules, enricher: Enricher, max_event_bytes: int) -> None:
+    def __init__(
+        self,
+        rules: MergeRules,
+        enricher: Enricher,
+        max_event_bytes: int,
+        max_state_bytes: int = MAX_STATE_BYTES,
+    ) -> None:
         self.rules = rules
         self.enricher = enricher
         self.max_event_bytes = max_event_bytes
+        self.max_state_bytes = max_state_bytes
 
     def process(self, record: SourceRecord, lookup: StateLookup) -> Outcome:
         """Apply one record to the state `lookup` returns for its request id."""
@@ -73,4 +91,18 @@ class RecordProcessor:
         if isinstance(outcome, Duplicate):
             return Skipped(key, outcome.why)
         assert isinstance(outcome, Applied)
-        return Merged(key, self.enricher.enrich(before, outcome.state), event, before is None)
+        after = self.enricher.enrich(before, outcome.state)
+        size = len(record.value or b"")
+        # Measured after every large event and every CHECK_EVERY events: between two
+        # measures a state grows by less than STATE_MARGIN_BYTES, so it never reaches
+        # Kafka's record limit, and the verdict depends on the events alone (a replay
+        # after a crash decides alike).
+        if size > MAX_ENTRY_BYTES or after[COUNT] % CHECK_EVERY == 0:
+            encoded = len(orjson.dumps(after))
+            if encoded > self.max_state_bytes:
+                return Rejection(
+                    "state_too_large",
+                    f"request {event.id!r} would take {encoded} bytes, over "
+                    f"{self.max_state_bytes} (LEADEDGE_MAX_STATE_BYTES)",
+                )
+        return Merged(key, after, event, before is None)

@@ -17,6 +17,7 @@ import orjson
 from leadedge.models import DEFAULT_PROJECT, Event, Rejection
 
 MAX_ID_LENGTH = 256
+MAX_EVENT_ID_LENGTH = 256
 # Control characters have no place in an id (logs, URLs, document ids), and keeping them
 # out keeps a request's key, `{project}\x1f{id}`, unambiguous.
 _ID_CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -212,8 +213,15 @@ def event_from_object(
             "letter or digit",
         )
     event_id = doc.get("event_id")
-    if event_id is not None and not isinstance(event_id, (str, int)):
-        return Rejection("bad_event_id", "'event_id' must be a string or an integer")
+    if event_id is not None:
+        if isinstance(event_id, bool) or not isinstance(event_id, (str, int)):
+            return Rejection("bad_event_id", "'event_id' must be a string or an integer")
+        # A request remembers its last event ids: their size bounds its state's.
+        if isinstance(event_id, str) and len(event_id) > MAX_EVENT_ID_LENGTH:
+            return Rejection(
+                "bad_event_id",
+                f"'event_id' has {len(event_id)} characters, over {MAX_EVENT_ID_LENGTH}",
+            )
     # Only a long id can make a key over the limit (a character takes at most 4 bytes).
     if len(request_id) * 4 + 65 > MAX_KEY_BYTES:
         key_bytes = len(request_id.encode())

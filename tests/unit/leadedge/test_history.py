@@ -56,3 +56,16 @@ def test_an_untruncated_history_says_so() -> None:
     answer = page([{"n": 0}], total=1, offset=0, limit=10)
     assert answer["dropped"] == 0
     assert answer["truncated"] is False
+
+
+def test_a_large_event_shows_in_the_timeline_without_its_fields() -> None:
+    from leadedge.history import MAX_ENTRY_BYTES, entry
+    from leadedge.models import Event, SourceRecord
+
+    event = Event(id="a", project="default", ts_ms=0, event_id="e1", fields={"pad": "x" * 5000})
+    big = SourceRecord("requests", 1, 7, 0, b"a", b"x" * (MAX_ENTRY_BYTES + 1))
+    item = entry(event, big)
+    assert "fields" not in item and item["fields_omitted_bytes"] == MAX_ENTRY_BYTES + 1
+    assert (item["offset"], item["event_id"]) == (7, "e1")
+    small = SourceRecord("requests", 1, 8, 0, b"a", b"{}")
+    assert entry(event, small)["fields"] == {"pad": "x" * 5000}

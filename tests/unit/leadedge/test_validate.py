@@ -30,6 +30,8 @@ def parse(value: bytes, key: bytes | None = b"a", **kw: object) -> Event | Rejec
         (b'{"id": "a", "project": "has space"}', "bad_project"),
         (b'{"id": "a", "project": "a\\u001fb"}', "bad_project"),
         (b'{"id": "a", "project": 7}', "bad_project"),
+        (b'{"id": "a", "event_id": true}', "bad_event_id"),
+        (b'{"id": "a", "event_id": "' + b"e" * 257 + b'"}', "bad_event_id"),
         (b'{"id": 1.5}', "id_type"),
         (b'{"id": {"a": 1}}', "id_type"),
         (b'{"id": "a", "event_count": 3}', "reserved_field"),
