@@ -414,9 +414,7 @@ def request_length(
                 outcome = processor.process(record, lookup)
                 assert isinstance(outcome, Merged), outcome
                 full = append(outcome.state, entry(outcome.event, record), 1000)
-                states[outcome.key] = (
-                    outcome.state if mode == "kept" else dumps(outcome.state)
-                )
+                states[outcome.key] = outcome.state if mode == "kept" else dumps(outcome.state)
                 dumps(merged_request(outcome.state))
                 ended = clock()
                 if full is not None:
