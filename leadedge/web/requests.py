@@ -14,8 +14,8 @@ from leadedge import metrics
 from leadedge.app import app, settings
 from leadedge.config import bootstrap_servers
 from leadedge.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, page
-from leadedge.merge import merged_request
-from leadedge.models import Rejection, request_key
+from leadedge.merge import MergeRules, merge_event, merged_request
+from leadedge.models import Event, Rejection, request_key
 from leadedge.producer import EventProducer, NotDelivered
 from leadedge.validate import event_from_object
 from leadedge.web.common import endpoint, error, int_param, unavailable
@@ -27,6 +27,9 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS = 500
 MAX_PAGE = 1000
 
+merge_rules = MergeRules(
+    counter_fields=frozenset(settings.counter_fields), max_event_ids=settings.max_event_ids
+)
 collector_producer = EventProducer(bootstrap_servers(settings.broker), settings.requests_topic)
 
 
@@ -54,6 +57,14 @@ def validate_batch(body: Any, project: str) -> tuple[list[tuple[str, bytes]], li
             # The collector decides the project: a key belongs to exactly one.
             doc = {**doc, "project": project}
         result = event_from_object(doc, key=None, record_ts_ms=now_ms, check_key=False)
+        if isinstance(result, Event):
+            # The merge's own verdict on the event as a new request's first: whatever
+            # the merge agent refuses whatever came before (an increment too long for
+            # any sum, a type conflict inside the event) is refused here too, with its
+            # reason. Verdicts that depend on the request's state are the agent's alone.
+            merged = merge_event(None, result, merge_rules)
+            if isinstance(merged, Rejection):
+                result = merged
         if isinstance(result, Rejection):
             rejected.append({"index": index, "reason": result.reason, "detail": result.detail})
             continue
