@@ -109,6 +109,10 @@ def guard(keys: ApiKeys, limits: WebLimits) -> Any:
             except TimeoutError:
                 answer = _json(408, f"the body did not arrive within {limits.read_timeout_s} s")
                 answer.force_close()
+                if isinstance(request.protocol, CountingRequestHandler):
+                    # Closed right after the answer, not drained of the body that is not
+                    # coming (aiohttp's lingering read of an unread body).
+                    request.protocol._lingering_time = 0.0
                 return _refuse(route, request.method, "body_timeout", answer)
             except web.HTTPRequestEntityTooLarge as exc:
                 answer = _json(413, f"body too large: {exc.text}")

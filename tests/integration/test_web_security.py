@@ -214,7 +214,8 @@ def test_fifty_slow_clients_are_closed_within_the_read_timeout_while_others_are_
         while client.recv(65536):  # the 408 answer to a late body, then the close
             pass
         client.close()
-    assert time.monotonic() - opened < read_timeout_s * 2 + 2
+    # Each closed at the read timeout (headers, or body then a 408), with a second's slack.
+    assert time.monotonic() - opened < read_timeout_s + 1
     assert fetch(worker, "GET", "/health")[0] == 200
 
 
