@@ -20,6 +20,7 @@ a new state that shared and changed anything of the one before it would show her
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import os
@@ -186,7 +187,8 @@ def worker(tree: str, args: argparse.Namespace) -> None:
     )
     states: dict[str, Any] = {}
     history: dict[str, bytes] = {}
-    dumps, loads = orjson.dumps, orjson.loads
+    loads = orjson.loads
+    dumps = functools.partial(orjson.dumps, default=_state_default())
 
     def lookup(request_id: str) -> Any:
         found = states.get(request_id)
@@ -217,6 +219,15 @@ def worker(tree: str, args: argparse.Namespace) -> None:
         encoded = state if args.roundtrip else dumps(state)
         write(f"F {request_id} {hashlib.blake2b(encoded).hexdigest()}\n".encode())
     out.flush()
+
+
+def _state_default() -> Any:
+    """orjson's `default` for the states of the code on the path (older code needs none)."""
+    try:
+        from leadedge.event_ids import json_default
+    except ImportError:
+        return None
+    return json_default
 
 
 def unpack(ref: str, into: Path) -> None:

@@ -271,10 +271,13 @@ def _pure_setup(events: int, seed: int) -> tuple[Any, list[tuple[bytes, bytes]]]
 
     from bench.loadgen import Generator, LoadShape, encode
     from leadedge.config import Settings
+    from leadedge.engine.process import tune_garbage_collection
     from leadedge.enrich import Enricher
     from leadedge.merge import MergeRules
     from leadedge.processing import RecordProcessor
 
+    # The garbage collector as the worker runs it (leadedge.app).
+    tune_garbage_collection()
     settings = Settings()
     processor = RecordProcessor(
         MergeRules(max_event_ids=settings.max_event_ids),
@@ -290,6 +293,7 @@ def _pure_setup(events: int, seed: int) -> tuple[Any, list[tuple[bytes, bytes]]]
 
 def _pure_loop(processor: Any, records: list[tuple[bytes, bytes]]) -> int:
     """What the merge agent does per record, with dicts of bytes for the two tables."""
+    from leadedge.event_ids import json_default
     from leadedge.history import append, chunk_key, entry
     from leadedge.merge import merged_request
     from leadedge.models import SourceRecord
@@ -313,7 +317,7 @@ def _pure_loop(processor: Any, records: list[tuple[bytes, bytes]]) -> int:
                 history[chunk_key(outcome.key, full.chunk)] = dumps(full.entries)
                 if full.drop is not None:
                     history.pop(chunk_key(outcome.key, full.drop), None)
-            states[outcome.key] = dumps(outcome.state)
+            states[outcome.key] = dumps(outcome.state, default=json_default)
             dumps(merged_request(outcome.state))
     return len(states)
 
@@ -381,6 +385,7 @@ def request_length(
     """
     import statistics
 
+    from leadedge.event_ids import json_default
     from leadedge.history import append, chunk_key, entry
     from leadedge.merge import merged_request
     from leadedge.models import SourceRecord
@@ -414,7 +419,9 @@ def request_length(
                 outcome = processor.process(record, lookup)
                 assert isinstance(outcome, Merged), outcome
                 full = append(outcome.state, entry(outcome.event, record), 1000)
-                states[outcome.key] = outcome.state if mode == "kept" else dumps(outcome.state)
+                states[outcome.key] = (
+                    outcome.state if mode == "kept" else dumps(outcome.state, default=json_default)
+                )
                 dumps(merged_request(outcome.state))
                 ended = clock()
                 if full is not None:
@@ -423,11 +430,14 @@ def request_length(
                     history[chunk_key(outcome.key, full.chunk)] = dumps(full.entries)
                     if full.drop is not None:
                         history.pop(chunk_key(outcome.key, full.drop), None)
+                    # Its 100 entries are freed here, as the engine frees them once the
+                    # chunk is flushed; not in the next event's time.
+                    full = None
                     if position in spent:
                         chunks[position].append(clock() - ended)
                 if position in spent:
                     spent[position].append(ended - started)
-                    sizes[position] += len(dumps(outcome.state))
+                    sizes[position] += len(dumps(outcome.state, default=json_default))
         for position in lengths:
             row = figures["positions"].setdefault(str(position), {})
             row[f"{mode} us"] = round(statistics.median(spent[position]) / 1000, 1)

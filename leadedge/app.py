@@ -16,6 +16,7 @@ from faust.web import Web
 from leadedge.changelog_flush import DrainingProducer
 from leadedge.config import Settings, bootstrap_servers, get_settings
 from leadedge.engine.intake import BatchConsumer, BatchHandler
+from leadedge.engine.process import tune_garbage_collection
 from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
 from leadedge.table_stores import discard_after_unclean_stop, mark_clean_stop
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 # uvloop runs the worker's event loop: Faust's command line creates the loop after it has
 # imported the app, so the policy set here is the one it uses.
 mode.loop.use("uvloop")
+tune_garbage_collection()
 
 settings = get_settings()
 # Read here, not in a view module: an error in an autodiscovered module only logs a

@@ -13,6 +13,9 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
+from leadedge.event_ids import EventIds, json_default
 from leadedge.models import Event, Rejection, State
 
 INCREMENT = re.compile(r"^[+-]([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
@@ -25,6 +28,9 @@ UPDATED = "_updated_ms"
 COUNT = "_count"
 SOURCE = "_src"
 EVENT_IDS = "_event_ids"
+# Every name of the state that is not a merged field; the last two are the timeline's
+# (leadedge.history.SEQUENCE and OPEN).
+BOOKKEEPING = (CREATED, UPDATED, COUNT, SOURCE, EVENT_IDS, "_history_seq", "_history_open")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +45,15 @@ class MergeRules:
         return not self.counter_fields or dotted_name in self.counter_fields
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one per event (see `leadedge.models.SourceRecord`).
+@dataclass(slots=True)
 class Applied:
     """The event changed the state."""
 
     state: State
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Duplicate:
     """The event was applied before (same source offset or same event_id): nothing to do."""
 
@@ -147,53 +154,6 @@ def apply_fields(
     return merged
 
 
-class _EventIds(list[str]):
-    """A state's event ids, oldest first, and while this process holds it, a set of them.
-
-    Stored and encoded as the plain list it is. The set only speeds up the duplicate
-    check: it is handed on to the next state's list (`_remember`), so a request's
-    1,000th event costs what its first does. A list whose set was handed on, or one
-    decoded from the table, is searched instead, and builds its set when it is copied.
-    """
-
-    __slots__ = ("lookup",)
-
-    def __init__(self, ids: list[str]) -> None:
-        super().__init__(ids)
-        self.lookup: set[str] | None = None
-
-
-# Shorter lists are searched: a set would cost more than it saves.
-_LOOKUP_FROM = 16
-
-
-def _seen(ids: list[str], event_id: str) -> bool:
-    lookup = ids.lookup if isinstance(ids, _EventIds) else None
-    return event_id in lookup if lookup is not None else event_id in ids
-
-
-def _remember(ids: list[str], event_id: str, limit: int) -> _EventIds:
-    """`ids` with `event_id` added, the oldest beyond `limit` dropped; `ids` is untouched."""
-    remembered = _EventIds(ids)
-    remembered.append(event_id)
-    dropped = remembered[: len(remembered) - limit] if len(remembered) > limit else ()
-    if dropped:
-        del remembered[: len(dropped)]
-    lookup = ids.lookup if isinstance(ids, _EventIds) else None
-    if lookup is not None and event_id not in lookup:
-        ids.lookup = None  # type: ignore[attr-defined]
-        lookup.difference_update(dropped)
-        lookup.add(event_id)
-    elif isinstance(ids, _EventIds) and len(remembered) >= _LOOKUP_FROM:
-        lookup = set(remembered)
-    else:
-        # Decoded from the table: its copy builds the set if it is used again.
-        lookup = None
-    # A list that holds an id twice (never written by this code) is only ever searched.
-    remembered.lookup = lookup if lookup is None or len(lookup) == len(remembered) else None
-    return remembered
-
-
 def merge_event(
     state: State | None,
     event: Event,
@@ -205,7 +165,7 @@ def merge_event(
     `source` is the event's (partition, offset): an event at or before the last applied
     offset of the same partition is a redelivery and changes nothing. The state keeps
     the last `rules.max_event_ids` event ids; what it costs to check and extend them
-    does not grow with their number (see `_EventIds`).
+    does not grow with their number (see `leadedge.event_ids`).
     """
     event_id = event.event_id
     if state is not None:
@@ -217,7 +177,7 @@ def merge_event(
             and source[1] <= last[1]
         ):
             return Duplicate(f"offset {source[1]} already applied")
-        if event_id is not None and _seen(state.get(EVENT_IDS, ()), event_id):
+        if event_id is not None and event_id in state.get(EVENT_IDS, ()):
             return Duplicate(f"event_id {event_id!r} already applied")
         if state.get("project") != event.project:
             return Rejection(
@@ -236,13 +196,31 @@ def merge_event(
     if source is not None:
         merged[SOURCE] = [source[0], source[1]]
     if event_id is not None:
-        merged[EVENT_IDS] = _remember(base.get(EVENT_IDS, ()), event_id, rules.max_event_ids)
+        merged[EVENT_IDS] = EventIds.of(base.get(EVENT_IDS, ())).remembering(
+            event_id, rules.max_event_ids
+        )
     return Applied(merged)
+
+
+def encode_state(state: State) -> bytes:
+    """A state as the table stores it: JSON, its event ids the plain list they stand for."""
+    return orjson.dumps(state, default=json_default)
 
 
 def format_time(epoch_ms: int) -> str:
     """RFC 3339 in UTC with milliseconds and a `Z`, as DESIGN's outputs require."""
-    return f"{_second(epoch_ms // 1000)}{epoch_ms % 1000:03d}Z"
+    # Remembered by millisecond: a request's creation time comes back with each of its
+    # events, and an event's time is both its history entry's and the update time.
+    found = _FORMATTED.get(epoch_ms)
+    if found is None:
+        if len(_FORMATTED) >= _FORMATTED_KEPT:
+            _FORMATTED.clear()
+        found = _FORMATTED[epoch_ms] = f"{_second(epoch_ms // 1000)}{epoch_ms % 1000:03d}Z"
+    return found
+
+
+_FORMATTED: dict[int, str] = {}
+_FORMATTED_KEPT = 8192
 
 
 @lru_cache(maxsize=4096)
@@ -253,7 +231,11 @@ def _second(epoch_s: int) -> str:
 
 def merged_request(state: State) -> dict[str, Any]:
     """The user-facing merged request: merged fields, times, count; no bookkeeping."""
-    request = {name: value for name, value in state.items() if name[:1] != "_"}
+    # Events may not send names starting with "_" (leadedge.validate), so the state's
+    # only such names are the bookkeeping ones: popped, not every name tested.
+    request = state.copy()
+    for name in BOOKKEEPING:
+        request.pop(name, None)
     request["created_at"] = format_time(state[CREATED])
     request["updated_at"] = format_time(state[UPDATED])
     request["event_count"] = state[COUNT]

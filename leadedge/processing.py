@@ -8,16 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
-
 from leadedge.enrich import Enricher
 from leadedge.history import MAX_ENTRY_BYTES
-from leadedge.merge import COUNT, Applied, Duplicate, MergeRules, merge_event
+from leadedge.merge import COUNT, Applied, Duplicate, MergeRules, encode_state, merge_event
 from leadedge.models import Event, Rejection, SourceRecord, State
 from leadedge.validate import parse_event
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, like `SourceRecord`: one per record.
+@dataclass(slots=True)
 class Merged:
     """The record changed the request keyed `key` (see `request_key`); `state` is what to store."""
 
@@ -28,7 +27,7 @@ class Merged:
     created: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Skipped:
     """The record was a redelivery or a repeated event_id."""
 
@@ -98,7 +97,7 @@ class RecordProcessor:
         # Kafka's record limit, and the verdict depends on the events alone (a replay
         # after a crash decides alike).
         if size > MAX_ENTRY_BYTES or after[COUNT] % CHECK_EVERY == 0:
-            encoded = len(orjson.dumps(after))
+            encoded = len(encode_state(after))
             if encoded > self.max_state_bytes:
                 return Rejection(
                     "state_too_large",

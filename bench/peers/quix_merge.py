@@ -31,9 +31,10 @@ from quixstreams.models.topics import TopicConfig
 from quixstreams.state import State
 
 from leadedge.config import Settings
+from leadedge.engine.process import tune_garbage_collection
 from leadedge.enrich import Enricher
 from leadedge.history import append, entry
-from leadedge.merge import MergeRules, merged_request
+from leadedge.merge import EVENT_IDS, MergeRules, merged_request
 from leadedge.models import Rejection, SourceRecord
 from leadedge.processing import Merged, RecordProcessor
 
@@ -47,6 +48,8 @@ def history_key(chunk: int) -> str:
 
 
 def build(args: argparse.Namespace, state_dir: Path) -> tuple[Application, dict[str, Any]]:
+    # The garbage collector as leadedge's worker runs it: the comparison is of frameworks.
+    tune_garbage_collection()
     settings = Settings()
     processor = RecordProcessor(
         MergeRules(
@@ -123,7 +126,10 @@ def build(args: argparse.Namespace, state_dir: Path) -> tuple[Application, dict[
             state.set(history_key(full.chunk), full.entries)
             if full.drop is not None:
                 state.delete(history_key(full.drop))
-        state.set(STATE_KEY, outcome.state)
+        # Quix's store encodes with orjson and no `default`: the event ids as a list.
+        ids = outcome.state.get(EVENT_IDS)
+        stored = outcome.state if ids is None else {**outcome.state, EVENT_IDS: list(ids)}
+        state.set(STATE_KEY, stored)
         return (MERGED, orjson.dumps(merged_request(outcome.state)))
 
     sdf = app.dataframe(requests)

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import orjson
 from faust.types import TP
 
+from leadedge.event_ids import json_default
+
 # A deleted key in a cache: its changelog record is a tombstone.
 DELETED: Any = None
 # Decoded values kept per table after their flush (see `WriteBackTable.clean`).
@@ -48,7 +50,7 @@ def encode_key(key: str) -> bytes:
 
 def encode_value(value: Any) -> bytes | None:
     """A table value as its changelog record and store hold it; None is a tombstone."""
-    return None if value is None else orjson.dumps(value)
+    return None if value is None else orjson.dumps(value, default=json_default)
 
 
 class RocksDBPartitions:

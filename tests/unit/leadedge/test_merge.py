@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadedge.merge import Applied, Duplicate, MergeRules, format_time, merge_event, merged_request
+from leadedge.history import OPEN, SEQUENCE, append
+from leadedge.merge import (
+    BOOKKEEPING,
+    Applied,
+    Duplicate,
+    MergeRules,
+    encode_state,
+    format_time,
+    merge_event,
+    merged_request,
+)
 from leadedge.models import Event, Rejection
 
 RULES = MergeRules()
@@ -117,7 +128,7 @@ def test_object_onto_a_scalar_is_a_type_conflict() -> None:
 
 def test_a_sum_beyond_64_bits_or_a_huge_increment_rejects_the_whole_event() -> None:
     before = merge_all(event({"n": "+9223372036854775000", "m": 1.5}))
-    assert orjson.loads(orjson.dumps(before))["n"] == 9223372036854775000
+    assert orjson.loads(encode_state(before))["n"] == 9223372036854775000
     for fields in (
         {"n": "+1000"},
         {"n": "-99999999999999999999"},
@@ -188,7 +199,7 @@ def test_a_state_used_again_after_a_newer_one_still_knows_its_own_event_ids() ->
 def test_event_ids_decoded_from_the_table_work_as_those_kept_in_memory() -> None:
     rules = MergeRules(max_event_ids=20)
     kept = merge_all(*(event({}, event_id=f"e{n}") for n in range(30)), rules=rules)
-    decoded = orjson.loads(orjson.dumps(kept))
+    decoded = orjson.loads(encode_state(kept))
     assert decoded == kept
     for candidate in ("e9", "e10", "e29", "e30"):
         a = merge_event(kept, event({}, event_id=candidate), rules, (0, 30))
@@ -200,6 +211,24 @@ def test_event_ids_decoded_from_the_table_work_as_those_kept_in_memory() -> None
 
 def test_format_time_is_rfc3339_utc_with_milliseconds() -> None:
     assert format_time(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+
+
+def test_format_time_stays_right_past_what_it_remembers() -> None:
+    times = [1_700_000_000_000 + step * 997 for step in range(20_000)]
+    expected = [
+        datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        for ms in times
+    ]
+    assert [format_time(ms) for ms in times] == expected
+    assert [format_time(ms) for ms in reversed(times)] == expected[::-1]
+
+
+def test_a_merged_request_leaves_out_every_bookkeeping_name() -> None:
+    state = merge_all(event({"a": 1}, event_id="e1"), event({"b": "+2"}, event_id="e2"))
+    append(state, {"offset": 1}, 1000)
+    assert {SEQUENCE, OPEN} <= set(BOOKKEEPING)
+    assert {name for name in state if name.startswith("_")} <= set(BOOKKEEPING)
+    assert not [name for name in merged_request(state) if name.startswith("_")]
 
 
 @settings(max_examples=1000)

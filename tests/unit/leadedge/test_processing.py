@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 
 from leadedge.enrich import Enricher
-from leadedge.merge import MergeRules
+from leadedge.merge import MergeRules, encode_state
 from leadedge.models import Rejection, SourceRecord, State
 from leadedge.processing import Merged, RecordProcessor
 
@@ -33,7 +33,7 @@ def test_an_event_that_would_take_the_state_past_its_bound_is_refused_and_the_re
             verdicts.append(outcome.reason)
     assert verdicts[:4] == ["merged"] * 4
     assert set(verdicts[5:]) == {"state_too_large"}
-    assert state is not None and len(orjson.dumps(state)) <= 300 * 1024
+    assert state is not None and len(encode_state(state)) <= 300 * 1024
     # A small event still applies to the bounded request.
     outcome = processor.process(record(99, {"id": "big", "clicks": "+1"}), lambda key: state)
     assert isinstance(outcome, Merged) and outcome.state["clicks"] == 1
