@@ -63,11 +63,9 @@ class EventIds:
             return event_id in lookup
         if event_id in self._newer:
             return True
-        try:
-            self._older.index(event_id, self._start)  # type: ignore[arg-type]
-        except ValueError:
-            return False
-        return True
+        if self._start == 0:
+            return event_id in self._older
+        return event_id in self._older[self._start :]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, EventIds):

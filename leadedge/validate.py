@@ -135,7 +135,8 @@ def _parse_id(raw: Any) -> str | Rejection:
         return Rejection(
             "id_too_long", f"'id' has {len(request_id)} characters, over {MAX_ID_LENGTH}"
         )
-    if _ID_CONTROL.search(request_id):
+    # A printable id has no control character; only the others are searched.
+    if not request_id.isprintable() and _ID_CONTROL.search(request_id):
         return Rejection("id_control_char", "'id' contains a control character")
     return request_id
 
