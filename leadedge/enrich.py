@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-import geoip2.database
-import geoip2.errors
+import maxminddb
 from cachetools import LRUCache
 from ua_parser import parse as parse_user_agent
 
@@ -63,36 +63,55 @@ class SizedCache(Generic[V]):
         return value
 
 
-class CityReader(Protocol):
-    """What enrichment needs of a MaxMind reader (`geoip2.database.Reader`)."""
+class GeoDatabase(Protocol):
+    """What enrichment needs of a MaxMind database: `maxminddb.Reader`."""
 
-    def city(self, ip_address: str) -> Any:
-        """Look an address up in a City database."""
+    def get(self, ip_address: str) -> Any:
+        """The record of the network holding `ip_address` (a dict), or None."""
         ...
 
 
-def geo_fields(reader: CityReader, address: str) -> dict[str, Any] | None:
-    """ECS `geo` for an address, or None when it is invalid, private or unknown."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return None
+# A dotted quad exactly as `ipaddress` accepts one (four decimal octets up to 255, no
+# leading zeros): matched first, since parsing it with `ipaddress` costs ten times more.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def _name(record: dict[str, Any], part: str) -> Any:
+    # As geoip2's models read it with their default locale.
+    return record.get(part, {}).get("names", {}).get("en")
+
+
+def geo_fields(database: GeoDatabase, address: str) -> dict[str, Any] | None:
+    """ECS `geo` for an address, or None when it is invalid, private or unknown.
+
+    Read from the database's record directly: what geoip2's `City` model would give,
+    without building it (a lookup costs a twentieth, a miss raises nothing).
+    """
+    if _IPV4.fullmatch(address) is None:
+        try:
+            address = str(ipaddress.ip_address(address))
+        except ValueError:
+            return None
     # The database first: most addresses are not in it, and `is_global` costs more.
     try:
-        found = reader.city(str(parsed))
-    except (geoip2.errors.AddressNotFoundError, ValueError):
+        record = database.get(address)
+    except ValueError:  # an IPv6 address in an IPv4 database
         return None
-    if not parsed.is_global:
+    if not record or not ipaddress.ip_address(address).is_global:
         return None
+    subdivisions = record.get("subdivisions") or [{}]
+    location = record.get("location", {})
     geo: dict[str, Any] = {
-        "country_iso_code": found.country.iso_code,
-        "country_name": found.country.name,
-        "city_name": found.city.name,
-        "region_name": found.subdivisions.most_specific.name,
-        "continent_name": found.continent.name,
+        "country_iso_code": record.get("country", {}).get("iso_code"),
+        "country_name": _name(record, "country"),
+        "city_name": _name(record, "city"),
+        "region_name": subdivisions[-1].get("names", {}).get("en"),
+        "continent_name": _name(record, "continent"),
     }
-    if found.location.latitude is not None and found.location.longitude is not None:
-        geo["location"] = {"lat": found.location.latitude, "lon": found.location.longitude}
+    latitude, longitude = location.get("latitude"), location.get("longitude")
+    if latitude is not None and longitude is not None:
+        geo["location"] = {"lat": latitude, "lon": longitude}
     geo = {name: value for name, value in geo.items() if value is not None}
     return geo or None
 
@@ -123,7 +142,7 @@ class Enricher:
 
     def __init__(
         self,
-        city_reader: CityReader | None,
+        geo_database: GeoDatabase | None,
         ipaddress_field: str = "ipaddress",
         useragent_field: str = "useragent",
         cache_bytes: int = CACHE_BYTES,
@@ -131,8 +150,8 @@ class Enricher:
         self.ipaddress_field = ipaddress_field
         self.useragent_field = useragent_field
         self._geo = (
-            SizedCache(lambda ip: geo_fields(city_reader, ip), cache_bytes)
-            if city_reader is not None
+            SizedCache(lambda ip: geo_fields(geo_database, ip), cache_bytes)
+            if geo_database is not None
             else None
         )
         self._user_agent = SizedCache(user_agent_fields, cache_bytes)
@@ -145,7 +164,7 @@ class Enricher:
         if path is None:
             log.warning("LEADEDGE_GEOIP_DB is not set: merged requests get no geo enrichment")
             return cls(None, ipaddress_field, useragent_field)
-        return cls(geoip2.database.Reader(str(path)), ipaddress_field, useragent_field)
+        return cls(maxminddb.open_database(str(path)), ipaddress_field, useragent_field)
 
     def enrich(self, before: State | None, after: State) -> State:
         """Recompute derived fields whose source changed between `before` and `after`."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import geoip2.database
+import maxminddb
 import orjson
 
 from leadedge.demo import ADDRESSES, CHROME, FIREFOX, SAFARI
@@ -133,6 +133,6 @@ def reference_stats(history: History) -> dict[str, dict[str, Any]]:
 
 def reference_merge(history: History, city_db: Path) -> dict[str, dict[str, Any]]:
     """Each event applied exactly once, in order: what every merged request must equal."""
-    enricher = Enricher(geoip2.database.Reader(str(city_db)))
+    enricher = Enricher(maxminddb.open_database(str(city_db)))
     states = {event.id: after for event, _, after in applied_events(history, enricher.enrich)}
     return {request_id: merged_request(state) for request_id, state in states.items()}

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import geoip2.database
+import maxminddb
 import orjson
 import pytest
 from faust.types import TP
@@ -225,7 +225,7 @@ async def test_a_full_history_chunk_moves_to_the_history_table(merge: Harness) -
 
 
 async def test_merged_requests_are_enriched_with_geo_and_user_agent(city_db: Path) -> None:
-    merge = build(enricher=Enricher(geoip2.database.Reader(str(city_db))))
+    merge = build(enricher=Enricher(maxminddb.open_database(str(city_db))))
     event = orjson.dumps({"id": "g", "ipaddress": "81.2.69.142", "useragent": CHROME})
     assert await merge.run(records([event], b"g"))
     [(_, published)] = merge.kafka.published()
