@@ -104,6 +104,14 @@ TARGETS = (
     ("freshness_p99_5000", "<=", 1.0, "freshness p99 at 5,000 events/s, s"),
     ("merge_eps", ">=", 20_000, "merge worker alone, with the merge-code issue, events/s"),
     ("merge_vs_floor", ">=", 0.5, "merge_eps / floor_eps"),
+    ("merge_vs_quix", ">=", 3.0, "merge_eps / quix_eps, with the merge-code issue"),
+    ("pure_eps", ">=", 40_000, "merge code alone (pure_eps), events/s"),
+    (
+        "request_length_ratio",
+        "<=",
+        2.0,
+        "cost of a request's 1,000th event / its 1st (states kept decoded, as in the engine)",
+    ),
 )
 
 
@@ -201,6 +209,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         "freshness_p50_5000": at_5000.get("p50_s"),
         "merge_sinks_on_eps": sinks_on,
         "sinks_on_vs_quix": round(sinks_on / quix, 3) if sinks_on and quix else None,
+        "pure_eps": results.get("pure_eps"),
+        "request_length_ratio": results.get("details", {})
+        .get("request-length", {})
+        .get("kept last/first"),
     }
     rows = []
     for name, op, goal, meaning in TARGETS:
