@@ -454,6 +454,16 @@ def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dic
     for key in ("machine", "versions", "setup", "finished_at", "args"):
         if key in fresh:
             merged[key] = fresh[key]
+    if "args" in fresh:
+        # Figures kept from earlier runs are shown with the sizes they were measured at.
+        kept_args = previous.get("args", {})
+        ran = set(fresh["args"].get("stages") or STAGES)
+        kept = [*(("duration", "rates", "drain") if "freshness" not in ran else ())]
+        kept += ["ids"] if "rss" not in ran else []
+        merged["args"] = {
+            **fresh["args"],
+            **{key: kept_args[key] for key in kept if key in kept_args},
+        }
     merged["targets"] = targets(merged)
     return merged
 
