@@ -98,7 +98,8 @@ def increments(fields: dict[str, Any], rules: MergeRules, path: str = "") -> dic
     return found
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one per applied event (see `leadedge.models.SourceRecord`).
+@dataclass(slots=True)
 class Counted:
     """What an event the merge applied adds to its window."""
 

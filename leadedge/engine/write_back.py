@@ -140,11 +140,10 @@ class WriteBackTable:
         flushing = self.flushing.get(partition)
         if flushing is not None and key in flushing:
             return flushing[key]
-        clean = self.clean
-        try:
-            return clean[(partition, key)]
-        except KeyError:
-            pass
+        # A clean value is never None; a new request's key is a miss, so no KeyError.
+        value = self.clean.get((partition, key))
+        if value is not None:
+            return value
         value = self.store.get(partition, key)
         if value is not None:
             self._keep(partition, key, value)
