@@ -170,8 +170,8 @@ class PartitionCount:
         # Partial key → the partial being counted (this run's own copy), and its window id.
         self.counting: dict[str, State] = {}
         self.window_ids: dict[str, str] = {}
-        # (project, source, start) → partial key: a window's id is formatted once a run.
-        self.keys: dict[tuple[str, str, int], str] = {}
+        # Window → partial key: a window's id is formatted once a run.
+        self.keys: dict[Window, str] = {}
 
     def add(self, counted: Counted, *, offset: int, event_ts_ms: int, record_ts_ms: int) -> str:
         """Count one applied event: "counted", "late" (its window had closed) or "repeated"."""
@@ -181,10 +181,9 @@ class PartitionCount:
         window = counted.window
         if is_late(window.start_ms, self.stream_ms, self.lateness_ms):
             return "late"
-        named = (window.project, window.source, window.start_ms)
-        key = self.keys.get(named)
+        key = self.keys.get(window)
         if key is None:
-            key = self.keys[named] = partial_key(window.id, self.partition)
+            key = self.keys[window] = partial_key(window.id, self.partition)
         partial = self.counting.get(key)
         if partial is None:
             stored = self.lookup(key)

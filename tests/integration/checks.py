@@ -14,6 +14,8 @@ from tests.integration.stack import Endpoints
 from tests.integration.worker import Names, Worker, wait_for
 
 ARCHIVE_BUCKET = "leadedge"
+# The headers of a JSON body sent to the worker.
+JSON = {"Content-Type": "application/json"}
 
 
 def wait_served_as_reference(

@@ -6,14 +6,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from tests.integration.checks import JSON
 from tests.integration.conftest import WorkerFactory
 from tests.integration.kafka_io import read_all
 from tests.integration.stack import Endpoints
 from tests.integration.worker import Names, wait_for
 
 pytestmark = pytest.mark.integration
-
-JSON = {"Content-Type": "application/json"}
 
 
 def test_huge_and_long_requests_are_bounded_and_the_worker_merges_on(

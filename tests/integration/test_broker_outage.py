@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from leadedge.config import bootstrap_servers
 from leadedge.partitioning import partition_of
+from tests.integration.checks import JSON
 from tests.integration.conftest import WorkerFactory
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.stack import Endpoints
@@ -23,7 +24,6 @@ from tests.integration.worker import Names, wait_for
 
 pytestmark = pytest.mark.integration
 
-JSON = {"Content-Type": "application/json"}
 OUTAGE_S = 20
 
 

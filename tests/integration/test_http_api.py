@@ -14,12 +14,11 @@ import pytest
 
 from leadedge.demo import EXAMPLE
 from leadedge.web.auth import add_key
+from tests.integration.checks import JSON
 from tests.integration.conftest import WorkerFactory
 from tests.integration.worker import Names, Worker, wait_for
 
 pytestmark = pytest.mark.integration
-
-JSON = {"Content-Type": "application/json"}
 
 
 def post(worker: Worker, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, object]:

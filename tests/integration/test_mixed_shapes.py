@@ -8,13 +8,12 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
+from tests.integration.checks import JSON
 from tests.integration.conftest import WorkerFactory
 from tests.integration.stack import Endpoints
 from tests.integration.worker import Names, wait_for
 
 pytestmark = pytest.mark.integration
-
-JSON = {"Content-Type": "application/json"}
 
 
 def test_a_counter_sent_as_a_number_and_as_an_object_indexes_every_window_and_request(

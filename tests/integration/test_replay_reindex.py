@@ -23,7 +23,7 @@ from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.merge import format_time
 from leadedge.models import SourceRecord
 from leadedge.reindex import ReindexError, reindex
-from leadedge.replay import replay
+from leadedge.replay import ReplaySummary, replay
 from tests.integration.checks import archived_lines
 from tests.integration.conftest import WorkerFactory
 from tests.integration.kafka_io import read_all
@@ -119,6 +119,29 @@ def documents(es: Elasticsearch, alias: str) -> dict[str, tuple[int, dict[str, A
     return {hit["_id"]: (hit["_version"], hit["_source"]) for hit in hits["hits"]}
 
 
+def replay_archive(
+    endpoints: Endpoints,
+    names: Names,
+    source_topic: str,
+    start_ms: int,
+    end_ms: int,
+    target_topic: str,
+) -> ReplaySummary:
+    """`leadedge replay` of the test's archive: `source_topic`'s events in [start, end)."""
+    return asyncio.run(
+        replay(
+            s3=endpoints.s3_client(),
+            bucket=BUCKET,
+            prefix=names.s3_prefix,
+            source_topic=source_topic,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            broker=endpoints.broker,
+            target_topic=target_topic,
+        )
+    )
+
+
 def test_replay_reproduces_the_archive_and_reindex_switches_the_alias(
     endpoints: Endpoints, start_worker: WorkerFactory, tmp_path: Path
 ) -> None:
@@ -156,18 +179,7 @@ def test_replay_reproduces_the_archive_and_reindex_switches_the_alias(
     asyncio.run(ensure_topics(bootstrap_servers(endpoints.broker), [TopicSpec(target, 4, 1)]))
     start_ms, end_ms = records[0][2], records[-1][2]
     replay_started_ms = int(time.time() * 1000)
-    summary = asyncio.run(
-        replay(
-            s3=endpoints.s3_client(),
-            bucket=BUCKET,
-            prefix=names.s3_prefix,
-            source_topic=names.requests_topic,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            broker=endpoints.broker,
-            target_topic=target,
-        )
-    )
+    summary = replay_archive(endpoints, names, names.requests_topic, start_ms, end_ms, target)
     assert summary.hours == 2
     assert summary.lines == len(records)
     assert summary.replayed == len(records) - 1
@@ -305,17 +317,8 @@ def test_archived_events_from_30_days_ago_replayed_into_the_live_topic_are_all_m
     endpoints.s3_client().put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(b"".join(lines)))
 
     replay_started_ms = int(time.time() * 1000)
-    summary = asyncio.run(
-        replay(
-            s3=endpoints.s3_client(),
-            bucket=BUCKET,
-            prefix=names.s3_prefix,
-            source_topic=old_topic,
-            start_ms=then_ms,
-            end_ms=then_ms + len(events),
-            broker=endpoints.broker,
-            target_topic=names.requests_topic,
-        )
+    summary = replay_archive(
+        endpoints, names, old_topic, then_ms, then_ms + len(events), names.requests_topic
     )
     assert summary.replayed == len(events)
     # Produced with the current time: retention (by record timestamp) leaves them alone.
