@@ -425,9 +425,17 @@ class Progress:
 
 
 def wait_until_handled(
-    worker: Worker, goal: int, timeout: float, interval: float = 0.2, label: str = "merged"
+    worker: Worker,
+    goal: int,
+    timeout: float,
+    interval: float = 0.2,
+    label: str = "merged",
+    on_first: Callable[[], None] | None = None,
 ) -> Progress:
-    """Poll the worker's counters until `goal` records are handled; returns the samples."""
+    """Poll the worker's counters until `goal` records are handled; returns the samples.
+
+    `on_first` runs once the first record is handled (start-up is over).
+    """
     progress = Progress()
     deadline = time.monotonic() + timeout
     last_report = time.monotonic()
@@ -436,6 +444,8 @@ def wait_until_handled(
         progress.add(count)
         if count > 0 and progress.cpu_at_first is None:
             progress.cpu_at_first = cpu_seconds(worker.pid)
+            if on_first is not None:
+                on_first()
         if count >= goal:
             return progress
         now = time.monotonic()

@@ -39,13 +39,16 @@ def py_spy() -> str:
 class Profiler:
     """`py-spy record` on `pid` until `stop()`, written to `output` (speedscope)."""
 
-    def __init__(self, pid: int, output: Path, rate: int = 100) -> None:
+    def __init__(self, pid: int, output: Path, rate: int = 100, *, gil: bool = True) -> None:
         self.output = output
         output.parent.mkdir(parents=True, exist_ok=True)
+        # `--gil`: only the thread holding the interpreter lock is sampled, so the
+        # profile is where the process spends its CPU, not threads waiting on sockets.
         self.process = subprocess.Popen(
             [
                 py_spy(),
                 "record",
+                *(["--gil"] if gil else []),
                 "--pid",
                 str(pid),
                 "--rate",

@@ -95,9 +95,14 @@ def merge_eps(
     try:
         worker.launch()
         cpu = CpuMeter()
-        if profile is not None:
-            profiler = Profiler(worker.pid, profile)
-        progress = wait_until_handled(worker, events, timeout, label=stage)
+
+        def start_profiler() -> None:
+            # Once records flow: start-up (store opening, recovery) is not the merge.
+            nonlocal profiler
+            if profile is not None:
+                profiler = Profiler(worker.pid, profile)
+
+        progress = wait_until_handled(worker, events, timeout, label=stage, on_first=start_profiler)
         busy = cpu.busy()
         # Its CPU from the first record handled to the last, as the rate.
         worker_cpu = cpu_seconds(worker.pid) - (progress.cpu_at_first or 0.0)
