@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from leadedge.merge import INCREMENT, SIGNS, MergeRules, format_time
+from leadedge.merge import INCREMENT, SAFE_DIGITS, SIGNS, MergeRules, format_time
 from leadedge.models import Event, State
 
 WINDOW_MS = 60_000
@@ -48,10 +48,11 @@ def _escape(part: str) -> str:
     return part.replace("%", "%25").replace("|", "%7C").replace("\x1f", "%1F")
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """One minute of one (project, source)."""
 
+    # A named tuple, not a frozen dataclass: one is made per applied event and used as a
+    # dict key, and a tuple is built and hashed in C.
     project: str
     source: str
     start_ms: int
@@ -75,6 +76,12 @@ def source_label(value: Any) -> str:
 
 def add_numbers(current: int | float, amount: int | float | str) -> int | float:
     """Exact like the merge: integers stay integers, fractions go through Decimal."""
+    if type(current) is int and type(amount) is str:
+        # "+3" on an integer, the usual case: no Decimal, no repr.
+        digits = amount[1:] if amount[:1] in SIGNS else amount
+        if digits.isdigit() and digits.isascii() and len(digits) <= SAFE_DIGITS:
+            total = current + int(amount)
+            return total if -(2**63) <= total < 2**63 else float(total)
     text = amount if isinstance(amount, str) else repr(amount)
     if isinstance(current, int) and not isinstance(amount, float) and "." not in text:
         total = current + int(text)
@@ -87,13 +94,20 @@ def add_numbers(current: int | float, amount: int | float | str) -> int | float:
 def increments(fields: dict[str, Any], rules: MergeRules, path: str = "") -> dict[str, str]:
     """Every counter the event increments, by dotted name, with its increment string."""
     found: dict[str, str] = {}
+    counters = rules.counter_fields
     for name, value in fields.items():
-        if isinstance(value, str):
-            if value[:1] in SIGNS and INCREMENT.match(value):
-                dotted = f"{path}{name}"
-                if rules.allows_increment(dotted):
+        # Exact types: the values come from JSON, and this runs for every applied event.
+        kind = type(value)
+        if kind is str:
+            if value[:1] not in SIGNS:
+                continue
+            digits = value[1:]
+            # "+3": an integer increment, told without the pattern (the usual case).
+            if (digits.isdigit() and digits.isascii()) or INCREMENT.match(value):
+                dotted = path + name if path else name
+                if not counters or dotted in counters:
                     found[dotted] = value
-        elif isinstance(value, dict):
+        elif kind is dict:
             found.update(increments(value, rules, f"{path}{name}."))
     return found
 
