@@ -19,6 +19,7 @@ from leadedge import health, metrics
 from leadedge.app import app, settings
 from leadedge.archive import PartitionBuffer, hour_of
 from leadedge.config import bootstrap_servers
+from leadedge.engine import undecodable
 from leadedge.models import SourceRecord
 from leadedge.sinks.s3 import S3Sink
 
@@ -61,6 +62,8 @@ class RawArchive(Service):
     async def on_start(self) -> None:
         """Open the S3 client and the archive's consumer."""
         await self.sink.start()
+        # A batch the client cannot decode: a line per offset saying so, never a stop.
+        undecodable.install({settings.requests_topic})
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers(settings.broker),
             group_id=f"{settings.app_id}-archive",
@@ -116,6 +119,11 @@ class RawArchive(Service):
                         timestamp_ms=message.timestamp,
                         key=message.key,
                         value=message.value,
+                        undecodable=(
+                            undecodable.undecodable_reason(message.headers)
+                            if message.value is None
+                            else None
+                        ),
                     ),
                 )
         await self.flush_aged()

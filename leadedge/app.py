@@ -15,6 +15,7 @@ from faust.web import Web
 
 from leadedge.changelog_flush import DrainingProducer
 from leadedge.config import Settings, bootstrap_servers, get_settings
+from leadedge.engine import undecodable
 from leadedge.engine.intake import BatchConsumer, BatchHandler
 from leadedge.engine.process import tune_garbage_collection
 from leadedge.kafka_admin import TopicSpec, ensure_topics
@@ -84,6 +85,8 @@ class LeadEdgeApp(faust.App):
         )
         for name in self._batch_factories:
             consumer.add_batch_handler(name, self.batch_handler(name))
+        # A batch the client cannot decode becomes dead letters, not a stopped partition.
+        undecodable.install(set(self._batch_factories))
         return consumer
 
     async def on_first_start(self) -> None:

@@ -20,6 +20,11 @@ def archive_line(record: SourceRecord) -> bytes:
         "offset": record.offset,
         "timestamp": record.timestamp_ms,
     }
+    if record.undecodable is not None:
+        # The offset held a record Kafka's client could not decode: said, not skipped.
+        line["key"] = None
+        line["undecodable"] = record.undecodable
+        return orjson.dumps(line) + b"\n"
     if record.key is None:
         line["key"] = None
     else:

@@ -293,6 +293,9 @@ def replay_command(
             f"ignored {summary.ignored_objects} objects not named like archive objects",
             fg="yellow",
         )
+    if summary.undecodable:
+        what = "offsets archived as undecodable (their dead letters say why)"
+        click.secho(f"skipped {summary.undecodable} {what}", fg="yellow")
 
 
 @cli.command("reindex")

@@ -38,6 +38,9 @@ class SourceRecord:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
+    # Why Kafka's client could not decode the record at this offset (no key, no value):
+    # see `leadedge.engine.undecodable`.
+    undecodable: str | None = None
 
     @classmethod
     def of(cls, message: Any) -> SourceRecord:

@@ -128,7 +128,8 @@ class ArchivedRecord:
     offset: int
     timestamp_ms: int
     key: bytes | None
-    value: bytes
+    # None for an offset Kafka's client could not decode (an `undecodable` line).
+    value: bytes | None
 
 
 def record_from_line(line: dict[str, Any]) -> ArchivedRecord:
@@ -155,8 +156,10 @@ def record_from_line(line: dict[str, Any]) -> ArchivedRecord:
             value = str(line["raw"]).encode("utf-8")
         elif "raw_b64" in line:
             value = base64.b64decode(line["raw_b64"], validate=True)
+        elif "undecodable" in line:
+            value = None
         else:
-            msg = "the line has none of value, raw, raw_b64"
+            msg = "the line has none of value, raw, raw_b64, undecodable"
             raise ValueError(msg)
         return ArchivedRecord(
             partition=int(line["partition"]),
@@ -198,6 +201,8 @@ class ReplaySummary:
     duplicates: int = 0
     # Objects under the prefixes not named like archive objects.
     ignored_objects: int = 0
+    # Lines of offsets the archive could not decode (their dead letters say why).
+    undecodable: int = 0
 
 
 def s3_client(settings: Settings) -> S3Client:
@@ -333,6 +338,9 @@ async def _replay(
                         summary.duplicates += 1
                         continue
                     last_offset[record.partition] = record.offset
+                    if record.value is None:
+                        summary.undecodable += 1
+                        continue
                     summary.replayed += 1
                     if producer is not None:
                         sent.append(await producer.send(target_topic, record.value, key=record.key))

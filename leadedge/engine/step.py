@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from leadedge.engine.undecodable import undecodable_reason
 from leadedge.engine.write_back import WriteBackTable
 from leadedge.history import append, chunk_key, entry
 from leadedge.models import Rejection, SourceRecord
@@ -108,6 +109,9 @@ class MergeStep:
             record = SourceRecord(
                 raw.topic, raw.partition, raw.offset, raw.timestamp, raw.key, raw.value
             )
+            if raw.value is None and self.undecodable(record, raw.headers):
+                stats_outcomes["skipped"] += 1
+                continue
             merged = self.merge(record)
             if merged is None:
                 stats_outcomes["skipped"] += 1
@@ -155,6 +159,19 @@ class MergeStep:
             pending.dead_letters.append((record, Rejection("internal_error", repr(exc))))
             pending.outcomes["dead_letter"] += 1
         return None
+
+    def undecodable(self, record: SourceRecord, headers: Any) -> bool:
+        """A placeholder for an offset Kafka's client could not decode becomes a dead letter.
+
+        See `leadedge.engine.undecodable`: the dead letter names the offset and why, the
+        record's bytes stay in the source topic.
+        """
+        reason = undecodable_reason(headers)
+        if reason is None:
+            return False
+        self.pending.dead_letters.append((record, Rejection("undecodable_record", reason)))
+        self.pending.outcomes["dead_letter"] += 1
+        return True
 
     def record_history(self, partition: int, merged: Merged, record: SourceRecord) -> None:
         """Append the event to its request's timeline, the open chunk in the state.

@@ -116,3 +116,11 @@ def test_an_object_yields_its_lines_in_range_in_offset_order() -> None:
     records, count = records_in_range(body, T0, T0 + 20)
     assert count == 4
     assert [(r.offset, r.timestamp_ms) for r in records] == [(10, T0), (11, T0 + 5), (12, T0 + 10)]
+
+
+def test_an_offset_archived_as_undecodable_comes_back_without_a_value() -> None:
+    record = SourceRecord("requests", 2, 9, T0, None, None, undecodable="fails its CRC check")
+    line = orjson.loads(archive_line(record))
+    assert line["undecodable"] == "fails its CRC check" and "value" not in line
+    back = record_from_line(line)
+    assert (back.offset, back.key, back.value) == (9, None, None)

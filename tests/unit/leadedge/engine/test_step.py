@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from leadedge.engine import step as step_module
+from leadedge.engine.undecodable import UNDECODABLE_HEADER
 from leadedge.engine.write_back import DELETED
 from leadedge.history import CHUNK_SIZE, chunk_key, open_entries
 from leadedge.merge import COUNT, format_time
@@ -232,3 +233,22 @@ def test_a_parser_failure_is_a_dead_letter_and_the_record_is_not_counted(
     assert pending.stats_outcomes == {"skipped": 1}
     assert pending.partials.take() == []
     assert step.merged.get(0, "p") is None
+
+
+def test_an_offset_the_client_could_not_decode_is_owed_a_dead_letter_saying_why() -> None:
+    step = build().step
+    placeholder = record(None, None, offset=3)
+    placeholder.headers = ((UNDECODABLE_HEADER, b"record batch at offsets 3..3 fails"),)
+    step.apply([placeholder, record(b'{"id":"u","n":"+1"}', b"u", offset=4)])
+    pending = step.take()
+    [(dead, rejection)] = pending.dead_letters
+    assert (dead.offset, dead.value, rejection.reason) == (3, None, "undecodable_record")
+    assert "offsets 3..3" in rejection.detail
+    assert pending.outcomes == {"dead_letter": 1, "merged": 1}
+
+
+def test_a_record_without_a_value_is_still_an_empty_value_dead_letter() -> None:
+    step = build().step
+    step.apply([record(None, b"t", offset=0)])
+    [(_, rejection)] = step.take().dead_letters
+    assert rejection.reason == "empty_value"

@@ -1,0 +1,193 @@
+"""Record batches the Kafka client cannot decode become marked placeholders, one per offset.
+
+aiokafka raises when a fetched batch fails its CRC check or cannot be decompressed, and
+the error is raised again at every fetch: the partition stops for good. Worse, records
+of other partitions drained in the same call are dropped while their positions have
+moved on, and records of the same partition read before the bad batch are skipped by
+the next fetch. A worker must neither stop nor skip in silence.
+
+So every batch of a fetch goes through `CheckedRecords`: a batch that fails its CRC, or
+raises while its records are read, yields one placeholder per offset it holds (no key,
+no value, the header `UNDECODABLE_HEADER` saying why), and the fetch goes on with the
+next batch. The merge turns each placeholder into a dead letter (`undecodable_record`)
+and the archive stores a line saying what the offset held, so every offset is accounted
+for. What a corrupt batch holds is read from its header, which its CRC does not cover
+in part: the next batch's base offset bounds it when there is one.
+
+Installed by replacing the name `PartitionRecords` in `aiokafka.consumer.fetcher`
+(aiokafka 0.14, pinned; `tests/unit/leadedge/engine/test_undecodable.py` checks the
+internals this relies on) for the input topic only: the worker installs it for
+`requests`, which both the merge and the archive read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiokafka.consumer.fetcher as fetcher
+
+log = logging.getLogger(__name__)
+
+UNDECODABLE_HEADER = "leadedge.undecodable"
+# A record takes at least this many bytes in a v2 batch: a bound on what a batch of a
+# given size can hold, whatever its (corrupt) header claims.
+MIN_RECORD_BYTES = 7
+BATCH_HEADER_BYTES = 61
+
+
+def undecodable_reason(headers: Any) -> str | None:
+    """Why a consumed record is a placeholder (see module doc), or None for a real one."""
+    for name, value in headers or ():
+        if name == UNDECODABLE_HEADER:
+            return bytes(value).decode("utf-8", "replace")
+    return None
+
+
+class Placeholder:
+    """What aiokafka reads of a record, for one offset of a batch it cannot decode."""
+
+    __slots__ = ("checksum", "headers", "key", "offset", "timestamp", "timestamp_type", "value")
+
+    def __init__(self, offset: int, timestamp: int, reason: str) -> None:
+        self.offset = offset
+        self.timestamp = timestamp
+        self.timestamp_type = 0
+        self.key = None
+        self.value = None
+        self.checksum = None
+        self.headers = [(UNDECODABLE_HEADER, reason.encode())]
+
+
+class CheckedBatch:
+    """A record batch whose undecodable records come out as placeholders."""
+
+    def __init__(self, batch: Any, fetch_bytes: int, end_offset: int | None) -> None:
+        self._batch = batch
+        # The size of the fetch response holding the batch: a bound on the batch's.
+        self._fetch_bytes = fetch_bytes
+        # The next batch's base offset, when the same fetch holds one.
+        self._end_offset = end_offset
+        self._crc_ok = batch.validate_crc()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batch, name)
+
+    def validate_crc(self) -> bool:
+        """True: checked once in `__init__`, a corrupt batch is iterated as placeholders."""
+        return True
+
+    # A corrupt batch's attributes are not to be trusted: it is read as data.
+    @property
+    def is_control_batch(self) -> bool:
+        """Kafka's transaction markers, skipped by the client; never a corrupt batch."""
+        return self._crc_ok and bool(self._batch.is_control_batch)
+
+    @property
+    def is_transactional(self) -> bool:
+        """Written in a transaction; a corrupt batch is read whatever it claims."""
+        return self._crc_ok and bool(self._batch.is_transactional)
+
+    @property
+    def producer_id(self) -> int | None:
+        """The producer that wrote the batch, when the batch can be trusted."""
+        return self._batch.producer_id if self._crc_ok else None
+
+    @property
+    def next_offset(self) -> int:
+        """The offset after the batch's last, bounded for a corrupt batch."""
+        if self._crc_ok:
+            return int(self._batch.next_offset)
+        return self._corrupt_end()
+
+    def _corrupt_end(self) -> int:
+        base = int(self._batch.base_offset)
+        if self._end_offset is not None and self._end_offset > base:
+            return self._end_offset
+        most = max(1, (self._fetch_bytes - BATCH_HEADER_BYTES) // MIN_RECORD_BYTES)
+        claimed = int(self._batch.next_offset) - base
+        return base + (claimed if 0 < claimed <= most else 1)
+
+    def __iter__(self) -> Iterator[Any]:
+        batch = self._batch
+        base = int(batch.base_offset)
+        if not self._crc_ok:
+            end = self._corrupt_end()
+            reason = (
+                f"record batch at offsets {base}..{end - 1} fails its CRC check: corrupt on "
+                "disk or in transit"
+            )
+            yield from _placeholders(base, end, int(time.time() * 1000), reason)
+            return
+        next_offset = base
+        try:
+            for record in batch:
+                next_offset = record.offset + 1
+                yield record
+        except Exception as exc:
+            end = int(batch.next_offset)
+            reason = (
+                f"record batch at offsets {base}..{end - 1} cannot be decoded: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            yield from _placeholders(next_offset, end, int(batch.first_timestamp), reason)
+
+
+def _placeholders(first: int, end: int, timestamp: int, reason: str) -> Iterator[Placeholder]:
+    log.error("%s; offsets %d..%d become dead letters", reason, first, end - 1)
+    for offset in range(first, end):
+        yield Placeholder(offset, timestamp, reason)
+
+
+class CheckedRecords:
+    """A fetch response's batches (aiokafka's `MemoryRecords`), each a `CheckedBatch`."""
+
+    def __init__(self, records: Any) -> None:
+        self._records = records
+        self._ahead: Any = None
+
+    def has_next(self) -> bool:
+        """Whether a batch is left."""
+        return self._ahead is not None or bool(self._records.has_next())
+
+    def size_in_bytes(self) -> int:
+        """The fetch response's size."""
+        return int(self._records.size_in_bytes())
+
+    def _take(self) -> Any:
+        if self._ahead is not None:
+            batch, self._ahead = self._ahead, None
+            return batch
+        return self._records.next_batch() if self._records.has_next() else None
+
+    def next_batch(self) -> Any:
+        """The next batch, checked; None past the last."""
+        batch = self._take()
+        if batch is None:
+            return None
+        # The next batch, read ahead: its base offset bounds a corrupt one.
+        self._ahead = self._records.next_batch() if self._records.has_next() else None
+        end = int(self._ahead.base_offset) if self._ahead is not None else None
+        return CheckedBatch(batch, self.size_in_bytes(), end)
+
+
+# The topics read through `CheckedRecords`. Only input topics whose readers turn a
+# placeholder into a dead letter: a placeholder in a changelog would read as a deletion.
+CHECKED_TOPICS: set[str] = set()
+
+
+class CheckedPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
+    """aiokafka's per-partition fetch result; a checked topic's batches via `CheckedRecords`."""
+
+    def __init__(self, tp: Any, records: Any, *args: Any, **kwargs: Any) -> None:
+        if tp.topic in CHECKED_TOPICS:
+            records = CheckedRecords(records)
+        super().__init__(tp, records, *args, **kwargs)
+
+
+def install(topics: set[str]) -> None:
+    """Read `topics` through `CheckedRecords` in every aiokafka consumer of this process."""
+    CHECKED_TOPICS.update(topics)
+    fetcher.PartitionRecords = CheckedPartitionRecords
