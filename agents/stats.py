@@ -22,6 +22,7 @@ import orjson
 from faust.types import EventT
 from mode import Service
 
+from leadedge import health
 from leadedge.app import app, settings, stats_partials_topic, stats_topic
 from leadedge.sinks.elasticsearch import Document
 from leadedge.sinks.es_stats import StatsElasticsearchSink
@@ -74,8 +75,13 @@ async def total_stats(stream: faust.StreamT[bytes]) -> None:
             apply(request_stats, plan)
             for window_id, document in plan.sends:
                 await stats_topic.send(key=window_id.encode(), value=orjson.dumps(document))
-        except Exception:
+        except Exception as exc:
+            # Reported (log, metric, /health "degraded") and the next partial goes on: a
+            # partial is a full snapshot, so the window's next one makes its total right.
+            health.report_failure("stats-totals", f"{type(exc).__name__}: {exc}")
             log.exception("stats total failed for %s[%d]@%d", *_where(event))
+        else:
+            health.report_recovered("stats-totals")
 
 
 def _where(event: EventT[bytes]) -> tuple[str, int, int]:
@@ -99,9 +105,16 @@ async def index_stats(stream: faust.StreamT[bytes]) -> None:
     batches = cast("faust.Stream[bytes]", stream).take_events(settings.es_batch_size, linger)
     async for events in batches:
         batch = documents(list(events))
+        # The sink retries what may pass later (429, 5xx, no connection); what it gives
+        # up on is reported (log, metric, /health "degraded") until a batch passes.
         try:
             result = await stats_sink.write(batch)
-            for window_id, error in result.rejected:
-                log.error("Elasticsearch refused window %s: %r", window_id, error)
-        except Exception:
+        except Exception as exc:
+            health.report_failure("stats-index", f"{type(exc).__name__}: {exc}")
             log.exception("Elasticsearch refused a batch of %d windows", len(batch))
+            continue
+        for window_id, error in result.rejected:
+            health.report_failure("stats-index", f"window {window_id} refused: {error!r}")
+            log.error("Elasticsearch refused window %s: %r", window_id, error)
+        if not result.rejected:
+            health.report_recovered("stats-index")

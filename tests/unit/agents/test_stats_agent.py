@@ -7,6 +7,7 @@ go through `total_stats` with Faust's test_context.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -17,7 +18,7 @@ import pytest
 from faust.types import EventT
 
 from agents.stats import documents, total_stats
-from leadedge import stats_state
+from leadedge import health, stats_state
 from leadedge.app import app, stats_topic
 from tables.request_stats import request_stats, stats_partials
 from tests.unit.agents.fixtures import RecordingTopic
@@ -101,8 +102,11 @@ async def test_an_exception_does_not_escape_the_totals_loop(
     monkeypatch.setattr("agents.stats.plan_total", broken)
     partials = await partials_of((b"x1", b'{"id":"x1","source":1}'))
     async with total_stats.test_context() as agent:
-        for _ in range(2):
-            await agent.put(partials[0][1], key=partials[0][0])
+        await agent.put(partials[0][1], key=partials[0][0])
+        # Reported as a degraded part of the worker until a partial passes again.
+        assert "boom" in health.degraded()["stats-totals"]
+        await agent.put(partials[0][1], key=partials[0][0])
+    assert "stats-totals" not in health.degraded()
     assert len(calls) == 2
     [published] = sent.records
     assert orjson.loads(published["value"])["events"] == 1
@@ -131,3 +135,39 @@ def test_the_stats_agents_tables_and_pages_are_registered() -> None:
     web: Any = app.web
     routes = {str(route.resource.canonical) for route in web.web_app.router.routes()}
     assert {"/", "/report", "/stats", "/static/chart.umd.min.js"} <= routes
+
+
+async def test_windows_elasticsearch_refuses_are_reported_until_a_batch_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agents import stats as stats_agents
+    from agents.stats import index_stats
+    from leadedge.sinks.elasticsearch import WriteResult
+
+    outcomes = [RuntimeError("no such index"), WriteResult(rejected=[("w1", "mapping")]), None]
+    written: asyncio.Queue[list[Any]] = asyncio.Queue()
+
+    async def write(batch: list[Any]) -> WriteResult:
+        written.put_nowait(batch)
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome or WriteResult()
+
+    async def start() -> None:
+        return None
+
+    monkeypatch.setattr(stats_agents.stats_sink, "write", write)
+    monkeypatch.setattr(stats_agents.stats_sink, "start", start)
+    seen = []
+    total = orjson.dumps({"events": 1})
+    async with index_stats.test_context() as agent:
+        for number in range(3):
+            await agent.put(total, key=f"w{number}".encode())
+            async with asyncio.timeout(5):
+                await written.get()
+            await asyncio.sleep(0)  # the agent's loop goes on past the write
+            seen.append(dict(health.degraded()))
+    assert "no such index" in seen[0]["stats-index"]
+    assert "w1" in seen[1]["stats-index"]
+    assert "stats-index" not in seen[2]
