@@ -52,6 +52,9 @@ class ElasticsearchSink:
     or delayed older write is refused by Elasticsearch instead of overwriting a newer one.
     """
 
+    # The part `/health` names while writes are retried.
+    component = "elasticsearch"
+
     def __init__(
         self,
         *,
@@ -92,6 +95,7 @@ class ElasticsearchSink:
             is_transient=_is_transient,
             what=f"set up alias {self.alias}",
             log=log,
+            component=self.component,
         )
 
     async def _ensure_alias(self) -> None:
@@ -145,6 +149,7 @@ class ElasticsearchSink:
             what=f"bulk index into {self.alias}",
             log=log,
             on_retry=metrics.sink_retries_total.labels("elasticsearch").inc,
+            component=self.component,
         )
         elapsed = time.monotonic() - started
         metrics.sink_batch_size.labels("elasticsearch").observe(len(batch))

@@ -64,6 +64,8 @@ class StatsElasticsearchSink(ElasticsearchSink):
     only grows, so a replayed or delayed older total is refused (409) and never wins.
     """
 
+    component = "stats-index"
+
     async def _ensure_alias(self) -> None:
         template = stats_template(self.alias, refresh_interval=self.refresh_interval)
         await self.client.indices.put_index_template(name=self.alias, **template)

@@ -81,6 +81,7 @@ class S3Sink:
                 what=f"S3 put s3://{self.bucket}/{key}",
                 log=log,
                 on_retry=metrics.sink_retries_total.labels("s3").inc,
+                component="s3",
             )
             metrics.sink_batch_size.labels("s3").observe(len(body))
             metrics.sink_write_seconds.labels("s3").observe(time.monotonic() - started)

@@ -107,6 +107,7 @@ def test_elasticsearch_down_60s_at_2000_per_s_loses_nothing_commits_nothing_stay
     endpoints.stack.stop("elasticsearch")
     peak_kb = 0
     committed: list[dict[int, int]] = []
+    degraded: list[tuple[int, dict[str, str]]] = []
     try:
         started = time.monotonic()
         while time.monotonic() - started < ES_OUTAGE_S:
@@ -115,16 +116,22 @@ def test_elasticsearch_down_60s_at_2000_per_s_loses_nothing_commits_nothing_stay
             # from then on the flush waits for Elasticsearch and nothing is committed.
             if not committed and time.monotonic() - started > 10:
                 committed.append(committed_offsets(endpoints, names))
+                status, health = worker.get("/health")
+                degraded.append((status, health.get("degraded", {})))
             time.sleep(1)
         committed.append(committed_offsets(endpoints, names))
     finally:
         endpoints.stack.start("elasticsearch")
     producer.join()
+    # While its writes were retried, /health named Elasticsearch (still 200: serving).
+    [(status, parts)] = degraded
+    assert status == 200 and "elasticsearch" in parts, degraded
     assert committed[0] == committed[-1], (
         f"offsets committed while Elasticsearch was down: {committed}"
     )
     assert peak_kb <= MEMORY_BOUND_KB, f"worker resident memory peaked at {peak_kb} kB"
     wait_indexed_as_reference(endpoints, names, expected, 180, interval=2)
+    wait_for(lambda: worker.get("/health") == (200, {"status": "ok"}), 60, "/health ok again")
 
 
 def resident_kb(worker: Worker) -> int:
