@@ -16,9 +16,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
 from leadedge import health, metrics
-from leadedge.app import app, settings
+from leadedge.app import app, kafka, settings
 from leadedge.archive import PartitionBuffer, hour_of
-from leadedge.config import bootstrap_servers
 from leadedge.engine import undecodable
 from leadedge.models import SourceRecord
 from leadedge.sinks.s3 import S3Sink
@@ -65,7 +64,7 @@ class RawArchive(Service):
         # A batch the client cannot decode: a line per offset saying so, never a stop.
         undecodable.install({settings.requests_topic})
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers(settings.broker),
+            **kafka.client_options(),
             group_id=f"{settings.app_id}-archive",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -14,11 +14,12 @@ from faust.types import ConsumerT, ProducerT, TableT, TopicT
 from faust.web import Web
 
 from leadedge.changelog_flush import DrainingProducer
-from leadedge.config import Settings, bootstrap_servers, get_settings
+from leadedge.config import Settings, get_settings
 from leadedge.engine import undecodable
 from leadedge.engine.intake import BatchConsumer, BatchHandler
 from leadedge.engine.process import tune_garbage_collection
 from leadedge.kafka_admin import TopicSpec, ensure_topics
+from leadedge.kafka_client import KafkaConnection, check_connection
 from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
 from leadedge.table_stores import discard_after_unclean_stop, mark_clean_stop
 from leadedge.web.auth import ApiKeys
@@ -32,6 +33,8 @@ mode.loop.use("uvloop")
 tune_garbage_collection()
 
 settings = get_settings()
+# How every Kafka client of the worker connects (LEADEDGE_BROKER, LEADEDGE_KAFKA_*).
+kafka = KafkaConnection.from_settings(settings)
 # Read here, not in a view module: an error in an autodiscovered module only logs a
 # warning, and a bad keys file must stop the worker with a message naming the variable.
 api_keys = ApiKeys(settings.api_keys_file)
@@ -93,8 +96,11 @@ class LeadEdgeApp(faust.App):
         """Create missing topics first: Faust creates only its internal ones.
 
         Local table stores left by a crash are removed before any is opened, so the
-        tables are rebuilt from their changelogs (see `leadedge.table_stores`).
+        tables are rebuilt from their changelogs (see `leadedge.table_stores`). A login
+        Kafka refuses stops the worker here, with an error naming the variables.
         """
+        if self.conf.broker[0].scheme == "kafka":
+            await check_connection(kafka)
         await super().on_first_start()
         if self._keeps_local_stores:
             discarded = discard_after_unclean_stop(
@@ -107,7 +113,7 @@ class LeadEdgeApp(faust.App):
                     len(discarded),
                 )
         if self.conf.broker[0].scheme == "kafka":
-            await ensure_topics(bootstrap_servers(settings.broker), topic_specs(settings))
+            await ensure_topics(kafka, topic_specs(settings))
 
     async def on_stop(self) -> None:
         """Bound the stop: with Kafka, Elasticsearch or S3 down it could wait for ever.
@@ -188,6 +194,7 @@ def topic_specs(config: Settings) -> list[TopicSpec]:
 app = LeadEdgeApp(
     settings.app_id,
     broker=settings.broker,
+    broker_credentials=kafka.faust_credentials(),
     store=settings.store,
     autodiscover=["agents", "tables", "leadedge.web"],
     topic_partitions=settings.partitions,

@@ -15,9 +15,10 @@ import click
 import orjson
 
 from leadedge.cli_keys import keys
-from leadedge.config import Settings, bootstrap_servers, get_settings
+from leadedge.config import Settings, get_settings
 from leadedge.demo import EXAMPLE, trickle
 from leadedge.exceptions import LeadEdgeError
+from leadedge.kafka_client import KafkaConnection
 from leadedge.producer import EventProducer, keyed
 from leadedge.stack import ComponentStatus, Stack
 
@@ -109,7 +110,7 @@ def send(source: BinaryIO) -> None:
     settings = get_settings()
 
     async def produce() -> int:
-        producer = EventProducer(bootstrap_servers(settings.broker), settings.requests_topic)
+        producer = EventProducer(KafkaConnection.from_settings(settings), settings.requests_topic)
         await producer.start()
         count = 0
         try:
@@ -187,7 +188,7 @@ def _wait_for_worker(base: str, worker: subprocess.Popen[bytes], log_path: Path)
 
 
 async def _send_samples(settings: Settings, seconds: float | None, rate: float, base: str) -> None:
-    producer = EventProducer(bootstrap_servers(settings.broker), settings.requests_topic)
+    producer = EventProducer(KafkaConnection.from_settings(settings), settings.requests_topic)
     await producer.start()
     try:
         for number, event in enumerate(EXAMPLE, start=1):
@@ -267,7 +268,7 @@ def replay_command(
                 source_topic=source,
                 start_ms=start_ms,
                 end_ms=end_ms,
-                broker=settings.broker,
+                broker=KafkaConnection.from_settings(settings),
                 target_topic=target,
                 dry_run=dry_run,
                 progress=lambda label, total: click.progressbar(
@@ -321,7 +322,7 @@ def reindex_command(alias: str | None, keep_old: bool, allow_fewer: bool) -> Non
             reindex(
                 es_url=settings.es_url,
                 alias=alias or settings.es_alias,
-                broker=settings.broker,
+                broker=KafkaConnection.from_settings(settings),
                 merged_topic=settings.merged_topic,
                 ipaddress_field=settings.ipaddress_field,
                 useragent_field=settings.useragent_field,

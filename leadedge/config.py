@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from leadedge.exceptions import ConfigError
@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1)
     replication_factor: int = Field(1, ge=1)
     store: str = "rocksdb://"
+    # How every Kafka client connects (see `leadedge.kafka_client`): PLAINTEXT, SSL,
+    # SASL_PLAINTEXT or SASL_SSL; SASL with PLAIN or SCRAM-SHA-256/512; TLS trusting the
+    # CA file (else the system's), with a client certificate and key when both are set.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     # How long a worker that died without leaving (kill -9, power loss) keeps its
     # partitions before the group hands them to the others.
     session_timeout_s: float = Field(10.0, ge=1.0)
@@ -121,6 +131,27 @@ class Settings(BaseSettings):
     # How long a window's totals stay in the worker's table and in the stats topic.
     stats_retention_s: int = Field(7 * 24 * 3600, ge=3600)
 
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Settings:
+        # Said at start, naming the variables, rather than as a failed handshake later.
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            msg = (
+                f"LEADEDGE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "LEADEDGE_KAFKA_SASL_USERNAME and LEADEDGE_KAFKA_SASL_PASSWORD"
+            )
+            raise ValueError(msg)
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            msg = "LEADEDGE_KAFKA_SSL_CERTFILE and LEADEDGE_KAFKA_SSL_KEYFILE go together"
+            raise ValueError(msg)
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                msg = f"LEADEDGE_{name.upper()}: no file at {path}"
+                raise ValueError(msg)
+        return self
+
     @field_validator("counter_fields", mode="before")
     @classmethod
     def _split_counter_fields(cls, value: object) -> object:
@@ -136,12 +167,15 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"LEADEDGE_{'_'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         msg = f"invalid configuration: {problems}"
         raise ConfigError(msg) from exc
+
+
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    if not location:  # a rule over several variables, which its message names
+        return message.removeprefix("Value error, ")
+    return f"LEADEDGE_{'_'.join(str(part) for part in location).upper()}: {message}"
 
 
 def bootstrap_servers(broker: str) -> str:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from leadedge.kafka_client import KafkaConnection, as_connection
+
 log = logging.getLogger(__name__)
 
 
@@ -24,14 +26,14 @@ class TopicSpec:
 
 
 async def ensure_topics(
-    bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float = 60.0
+    connection: str | KafkaConnection, specs: list[TopicSpec], timeout_s: float = 60.0
 ) -> None:
     """Create the missing topics and wait until the cluster's metadata lists them.
 
     The broker's auto-creation is off and a consumer that subscribes to a topic that
     does not exist yet ignores it until its next metadata refresh, minutes later.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**as_connection(connection).client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

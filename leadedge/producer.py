@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from leadedge.exceptions import LeadEdgeError
+from leadedge.kafka_client import KafkaConnection, as_connection
 
 
 def keyed(lines: Iterable[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
@@ -43,8 +44,8 @@ class NotDelivered(LeadEdgeError):
 class EventProducer:
     """An idempotent producer (acks=all) for the requests topic."""
 
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, connection: str | KafkaConnection, topic: str) -> None:
+        self.connection = as_connection(connection)
         self.topic = topic
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
@@ -55,7 +56,7 @@ class EventProducer:
             if self._producer is not None:
                 return
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers,
+                **self.connection.client_options(),
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=5,

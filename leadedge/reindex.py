@@ -27,8 +27,8 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.exceptions import ApiError, TransportError
 from elasticsearch.serializer import OrjsonSerializer
 
-from leadedge.config import bootstrap_servers
 from leadedge.exceptions import LeadEdgeError
+from leadedge.kafka_client import KafkaConnection
 from leadedge.replay import ProgressFactory, no_progress
 from leadedge.sinks.es_mapping import requests_template
 from leadedge.topic_reader import TopicReader
@@ -196,7 +196,7 @@ async def reindex(
     *,
     es_url: str,
     alias: str,
-    broker: str,
+    broker: str | KafkaConnection,
     merged_topic: str,
     ipaddress_field: str = "ipaddress",
     useragent_field: str = "useragent",
@@ -219,7 +219,7 @@ async def reindex(
     es = AsyncElasticsearch(
         es_url, serializers={"application/json": OrjsonSerializer()}, request_timeout=60
     )
-    reader = TopicReader(bootstrap_servers(broker), merged_topic, idle_timeout_s)
+    reader = TopicReader(broker, merged_topic, idle_timeout_s)
     created = switched = False
     try:
         try:

@@ -34,8 +34,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from leadedge.archive import hour_of
-from leadedge.config import Settings, bootstrap_servers
+from leadedge.config import Settings
 from leadedge.exceptions import LeadEdgeError
+from leadedge.kafka_client import KafkaConnection, as_connection
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -231,8 +232,8 @@ def _read_object(s3: S3Client, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-async def _require_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _require_topic(connection: KafkaConnection, topic: str) -> None:
+    admin = AIOKafkaAdminClient(**connection.client_options())
     await admin.start()
     try:
         if topic not in set(await admin.list_topics()):
@@ -250,7 +251,7 @@ async def replay(
     source_topic: str,
     start_ms: int,
     end_ms: int,
-    broker: str,
+    broker: str | KafkaConnection,
     target_topic: str,
     dry_run: bool = False,
     progress: ProgressFactory = no_progress,
@@ -279,7 +280,7 @@ async def replay(
         msg = f"S3 (bucket {bucket}): {exc}"
         raise ReplayError(msg) from exc
     except KafkaError as exc:
-        msg = f"Kafka ({broker}, topic {target_topic}): {exc!r}"
+        msg = f"Kafka ({as_connection(broker).bootstrap_servers}, topic {target_topic}): {exc!r}"
         raise ReplayError(msg) from exc
 
 
@@ -291,7 +292,7 @@ async def _replay(
     source_topic: str,
     start_ms: int,
     end_ms: int,
-    broker: str,
+    broker: str | KafkaConnection,
     target_topic: str,
     dry_run: bool,
     progress: ProgressFactory,
@@ -311,12 +312,12 @@ async def _replay(
             positioned.append((position, name))
     positioned.sort()
 
-    bootstrap = bootstrap_servers(broker)
+    connection = as_connection(broker)
     producer: AIOKafkaProducer | None = None
     if not dry_run:
-        await _require_topic(bootstrap, target_topic)
+        await _require_topic(connection, target_topic)
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5
+            **connection.client_options(), enable_idempotence=True, acks="all", linger_ms=5
         )
         await producer.start()
     last_offset: dict[int, int] = {}

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from leadedge.exceptions import LeadEdgeError
+from leadedge.kafka_client import KafkaConnection, as_connection
 from leadedge.replay import ProgressFactory
 
 UNKNOWN_TOPIC = 3  # Kafka's UNKNOWN_TOPIC_OR_PARTITION
@@ -45,8 +46,10 @@ def partitions_left(positions: Mapping[int, int], ends: Mapping[int, int]) -> se
 class TopicReader:
     """Reads a topic's partitions between offsets, without a consumer group."""
 
-    def __init__(self, bootstrap: str, topic: str, idle_timeout_s: float) -> None:
-        self.bootstrap = bootstrap
+    def __init__(
+        self, connection: str | KafkaConnection, topic: str, idle_timeout_s: float
+    ) -> None:
+        self.connection = as_connection(connection)
         self.topic = topic
         self.idle_timeout_s = idle_timeout_s
         self._consumer: AIOKafkaConsumer | None = None
@@ -62,7 +65,7 @@ class TopicReader:
 
     async def start(self) -> None:
         """Find the topic's partitions and assign them all; a missing topic is an error."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(**self.connection.client_options())
         await admin.start()
         try:
             (described,) = await admin.describe_topics([self.topic])
@@ -78,7 +81,7 @@ class TopicReader:
         self.partitions = [TopicPartition(self.topic, number) for number in numbers]
         # Created only now: an unstarted consumer warns when it is collected.
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.connection.client_options(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -15,20 +15,30 @@ from leadedge.exceptions import StackError
 from leadedge.stack.base import Component
 from leadedge.stack.ports import HOST, accepts
 from leadedge.stack.process import LaunchSpec
+from leadedge.stack.tls import USER, LocalAuthority, stack_password
 from leadedge.stack.tools import install_lock, require_java, run_maven
 
 KAFKA_VERSION = "4.1.1"
 PORT = 9092
 CONTROLLER_PORT = 9093
+# SASL_SSL: SCRAM-SHA-512/256 or PLAIN as `leadedge` (password in `secure/login.json`),
+# a certificate of the stack's CA (`secure/ca.pem`).
+SECURE_PORT = 9094
 
 SERVER_PROPERTIES = f"""\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@{HOST}:{CONTROLLER_PORT}
-listeners=PLAINTEXT://{HOST}:{PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT}
-advertised.listeners=PLAINTEXT://{HOST}:{PORT}
+listeners=PLAINTEXT://{HOST}:{PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT},SECURE://{HOST}:{SECURE_PORT}
+advertised.listeners=PLAINTEXT://{HOST}:{PORT},SECURE://{HOST}:{SECURE_PORT}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SECURE:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+listener.name.secure.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.secure.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.secure.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{USER}="{{password}}";
+listener.name.secure.ssl.keystore.type=PEM
+listener.name.secure.ssl.keystore.location={{keystore}}
 inter.broker.listener.name=PLAINTEXT
 log.dirs={{log_dirs}}
 num.partitions=1
@@ -42,9 +52,9 @@ group.initial.rebalance.delay.ms=0
 """
 
 
-def render_server_properties(log_dir: Path) -> str:
+def render_server_properties(log_dir: Path, *, keystore: Path, password: str) -> str:
     """Render the broker's server.properties, keeping its data in `log_dir`."""
-    return SERVER_PROPERTIES.format(log_dirs=log_dir)
+    return SERVER_PROPERTIES.format(log_dirs=log_dir, keystore=keystore, password=password)
 
 
 def _resource(name: str) -> str:
@@ -60,7 +70,7 @@ class Kafka(Component):
 
     name = "kafka"
     port = PORT
-    other_ports = (CONTROLLER_PORT,)
+    other_ports = (CONTROLLER_PORT, SECURE_PORT)
     ready_timeout = 120.0
     stop_timeout = 60.0
 
@@ -115,12 +125,15 @@ class Kafka(Component):
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
         props = self.home / "server.properties"
-        props.write_text(render_server_properties(data))
+        keystore = LocalAuthority(self.secure_dir).server("kafka").key_and_certificate
+        password = stack_password(self.secure_dir)
+        props.write_text(render_server_properties(data, keystore=keystore, password=password))
+        props.chmod(0o600)
         log4j = self.home / "log4j2.yaml"
         log4j.write_text(_resource("kafka-log4j2.yaml"))
         common = [f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{self.libs}/*"]
         if not (data / "meta.properties").exists():
-            self._format([java, *common], props)
+            self._format([java, *common], props, password)
         return LaunchSpec(
             argv=[java, "-Xms256m", "-Xmx768m", *common, "kafka.Kafka", str(props)],
             cwd=self.home,
@@ -128,13 +141,25 @@ class Kafka(Component):
             marker=str(props),
         )
 
-    def _format(self, jvm: list[str], props: Path) -> None:
+    @property
+    def secure_dir(self) -> Path:
+        """The CA, the broker's key and certificate, and the SASL login of SECURE_PORT."""
+        return self.state_dir / "secure"
+
+    def _format(self, jvm: list[str], props: Path, password: str) -> None:
         self.echo("kafka: formatting storage")
         tool = [*jvm, "kafka.tools.StorageTool"]
         cluster_id = (
             self._run([*tool, "random-uuid"], "generate a cluster id").strip().splitlines()[-1]
         )
-        self._run([*tool, "format", "-t", cluster_id, "-c", str(props)], "format its storage")
+        # The SCRAM login of the secure listener lives in the cluster's metadata.
+        scram = [
+            f"--add-scram=SCRAM-SHA-{bits}=[name={USER},password={password}]"
+            for bits in (512, 256)
+        ]
+        self._run(
+            [*tool, "format", "-t", cluster_id, "-c", str(props), *scram], "format its storage"
+        )
 
     def _run(self, argv: list[str], what: str) -> str:
         done = subprocess.run(

@@ -11,8 +11,7 @@ from faust.web import Request, Response, View
 from mode import Service
 
 from leadedge import metrics
-from leadedge.app import app, settings
-from leadedge.config import bootstrap_servers
+from leadedge.app import app, kafka, settings
 from leadedge.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, page
 from leadedge.merge import MergeRules, merge_event, merged_request
 from leadedge.models import Event, Rejection, request_key
@@ -30,7 +29,7 @@ MAX_PAGE = 1000
 merge_rules = MergeRules(
     counter_fields=frozenset(settings.counter_fields), max_event_ids=settings.max_event_ids
 )
-collector_producer = EventProducer(bootstrap_servers(settings.broker), settings.requests_topic)
+collector_producer = EventProducer(kafka, settings.requests_topic)
 
 
 @app.service

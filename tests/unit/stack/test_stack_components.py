@@ -17,10 +17,19 @@ from leadedge.stack.kafka import render_server_properties
 
 
 def test_server_properties() -> None:
-    text = render_server_properties(Path("/state/kafka/data"))
+    text = render_server_properties(
+        Path("/state/kafka/data"), keystore=Path("/state/secure/kafka-keystore.pem"), password="pw"
+    )
     props = dict(line.split("=", 1) for line in text.splitlines())
     assert props["log.dirs"] == "/state/kafka/data"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
+    assert props["listeners"] == (
+        "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,SECURE://127.0.0.1:9094"
+    )
+    assert props["listener.security.protocol.map"].endswith("SECURE:SASL_SSL")
+    assert props["listener.name.secure.ssl.keystore.location"] == (
+        "/state/secure/kafka-keystore.pem"
+    )
+    assert 'user_leadedge="pw"' in props["listener.name.secure.plain.sasl.jaas.config"]
     assert props["controller.quorum.voters"] == "1@127.0.0.1:9093"
     assert props["process.roles"] == "broker,controller"
     assert props["auto.create.topics.enable"] == "false"
@@ -110,3 +119,20 @@ def test_elasticsearch_files_move_out_of_a_private_state_dir_when_root_runs_it(
     component = Elasticsearch(private / "state", tmp_path / "cache", echo=lambda _: None)
     assert component.home.parent == Path(tempfile.gettempdir())
     assert component.home.name.startswith("leadedge-elasticsearch-")
+
+
+def test_the_local_ca_signs_a_server_certificate_clients_can_verify(tmp_path: Path) -> None:
+    import ssl
+
+    from leadedge.stack.tls import LocalAuthority, stack_password
+
+    authority = LocalAuthority(tmp_path)
+    files = authority.server("kafka")
+    assert authority.server("kafka") == files  # made once
+    context = ssl.create_default_context(cafile=str(authority.ca_file))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(files.certificate), str(files.key))
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    password = stack_password(tmp_path)
+    assert len(password) >= 20 and stack_password(tmp_path) == password
+    assert oct(files.key.stat().st_mode & 0o777) == "0o600"
