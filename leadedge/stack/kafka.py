@@ -24,6 +24,8 @@ CONTROLLER_PORT = 9093
 # SASL_SSL: SCRAM-SHA-512/256 or PLAIN as `leadedge` (password in `secure/login.json`),
 # a certificate of the stack's CA (`secure/ca.pem`).
 SECURE_PORT = 9094
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 
 SERVER_PROPERTIES = f"""\
 process.roles=broker,controller
@@ -34,9 +36,9 @@ advertised.listeners=PLAINTEXT://{HOST}:{PORT},SECURE://{HOST}:{SECURE_PORT}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SECURE:SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
-listener.name.secure.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-listener.name.secure.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-listener.name.secure.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{USER}="{{password}}";
+listener.name.secure.scram-sha-512.sasl.jaas.config={SCRAM_LOGIN} required;
+listener.name.secure.scram-sha-256.sasl.jaas.config={SCRAM_LOGIN} required;
+listener.name.secure.plain.sasl.jaas.config={PLAIN_LOGIN} required user_{USER}="{{password}}";
 listener.name.secure.ssl.keystore.type=PEM
 listener.name.secure.ssl.keystore.location={{keystore}}
 inter.broker.listener.name=PLAINTEXT
@@ -154,8 +156,7 @@ class Kafka(Component):
         )
         # The SCRAM login of the secure listener lives in the cluster's metadata.
         scram = [
-            f"--add-scram=SCRAM-SHA-{bits}=[name={USER},password={password}]"
-            for bits in (512, 256)
+            f"--add-scram=SCRAM-SHA-{bits}=[name={USER},password={password}]" for bits in (512, 256)
         ]
         self._run(
             [*tool, "format", "-t", cluster_id, "-c", str(props), *scram], "format its storage"
