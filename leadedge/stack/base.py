@@ -11,6 +11,9 @@ from typing import ClassVar
 from leadedge.stack.ports import HOST
 from leadedge.stack.process import LaunchSpec
 
+# The user the stack's secured listeners know (its password: `leadedge.stack.tls`).
+STACK_USER = "leadedge"
+
 
 class Component(ABC):
     """One server of the stack: how to install, configure, start and probe it."""

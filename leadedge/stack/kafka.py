@@ -12,10 +12,9 @@ from importlib.resources import files
 from pathlib import Path
 
 from leadedge.exceptions import StackError
-from leadedge.stack.base import Component
+from leadedge.stack.base import STACK_USER, Component
 from leadedge.stack.ports import HOST, accepts
 from leadedge.stack.process import LaunchSpec
-from leadedge.stack.tls import USER, LocalAuthority, stack_password
 from leadedge.stack.tools import install_lock, require_java, run_maven
 
 KAFKA_VERSION = "4.1.1"
@@ -38,7 +37,7 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SECURE:S
 sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
 listener.name.secure.scram-sha-512.sasl.jaas.config={SCRAM_LOGIN} required;
 listener.name.secure.scram-sha-256.sasl.jaas.config={SCRAM_LOGIN} required;
-listener.name.secure.plain.sasl.jaas.config={PLAIN_LOGIN} required user_{USER}="{{password}}";
+listener.name.secure.plain.sasl.jaas.config={PLAIN_LOGIN} required user_{STACK_USER}="{{password}}";
 listener.name.secure.ssl.keystore.type=PEM
 listener.name.secure.ssl.keystore.location={{keystore}}
 inter.broker.listener.name=PLAINTEXT
@@ -127,6 +126,9 @@ class Kafka(Component):
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
         props = self.home / "server.properties"
+        # `cryptography` comes with the stack's extra: imported when a stack starts.
+        from leadedge.stack.tls import LocalAuthority, stack_password
+
         keystore = LocalAuthority(self.secure_dir).server("kafka").key_and_certificate
         password = stack_password(self.secure_dir)
         props.write_text(render_server_properties(data, keystore=keystore, password=password))
@@ -155,9 +157,8 @@ class Kafka(Component):
             self._run([*tool, "random-uuid"], "generate a cluster id").strip().splitlines()[-1]
         )
         # The SCRAM login of the secure listener lives in the cluster's metadata.
-        scram = [
-            f"--add-scram=SCRAM-SHA-{bits}=[name={USER},password={password}]" for bits in (512, 256)
-        ]
+        login = f"name={STACK_USER},password={password}"
+        scram = [f"--add-scram=SCRAM-SHA-{bits}=[{login}]" for bits in (512, 256)]
         self._run(
             [*tool, "format", "-t", cluster_id, "-c", str(props), *scram], "format its storage"
         )

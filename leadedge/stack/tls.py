@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from leadedge.stack.base import STACK_USER
+
 VALID_DAYS = 3650
-USER = "leadedge"
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,11 @@ class LocalAuthority:
 
 
 def stack_password(directory: Path) -> str:
-    """The password of the stack's user `USER`, random, made once per stack directory."""
+    """The password of the stack's user `STACK_USER`, random, made once per stack directory."""
     path = directory / "login.json"
     if path.exists():
         return str(json.loads(path.read_text())["password"])
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(18)
-    _write(path, json.dumps({"user": USER, "password": password}).encode())
+    _write(path, json.dumps({"user": STACK_USER, "password": password}).encode())
     return password
