@@ -130,7 +130,8 @@ def connection_problem(exc: BaseException, connection: KafkaConnection) -> Confi
             )
         if isinstance(seen, ssl.SSLCertVerificationError):
             return ConfigError(
-                f"the Kafka brokers' certificate is not trusted ({seen.verify_message}): "
+                f"the Kafka brokers' certificate is not trusted "
+                f"({getattr(seen, 'verify_message', None) or seen}): "
                 "check LEADEDGE_KAFKA_SSL_CAFILE"
             )
         if isinstance(seen, ssl.SSLError):
