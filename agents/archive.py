@@ -18,6 +18,7 @@ from mode import Service
 from leadedge import health, metrics
 from leadedge.app import app, kafka, settings
 from leadedge.archive import PartitionBuffer, hour_of
+from leadedge.config import s3_keys
 from leadedge.engine import undecodable
 from leadedge.models import SourceRecord
 from leadedge.sinks.s3 import S3Sink
@@ -51,8 +52,8 @@ class RawArchive(Service):
             endpoint_url=settings.s3_endpoint,
             bucket=settings.s3_bucket,
             region=settings.s3_region,
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=settings.s3_secret_access_key.get_secret_value(),
+            access_key_id=s3_keys(settings)[0],
+            secret_access_key=s3_keys(settings)[1],
             server_side_encryption=settings.s3_server_side_encryption,
         )
         self.buffers: dict[TopicPartition, PartitionBuffer] = {}

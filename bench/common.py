@@ -28,6 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from leadedge.config import Settings, bootstrap_servers
 from leadedge.kafka_admin import TopicSpec, ensure_topics
+from leadedge.stack.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, local_s3_environment
 
 T = TypeVar("T")
 
@@ -174,8 +175,8 @@ def delete_s3(prefix: str) -> int:
         "s3",
         endpoint_url=S3_ENDPOINT,
         region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key_id,
-        aws_secret_access_key=settings.s3_secret_access_key.get_secret_value(),
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
     )
     count = 0
     for page in client.get_paginator("list_objects_v2").paginate(
@@ -252,6 +253,7 @@ def worker_env(
         LEADEDGE_ES_URL=ES_URL,
         LEADEDGE_ES_ALIAS=f"{app_id}-requests",
         LEADEDGE_S3_ENDPOINT=S3_ENDPOINT,
+        **local_s3_environment(),
         LEADEDGE_S3_PREFIX=f"{names.prefix}/{stage}/raw",
     )
     # Every other topic or alias the product names (the stats agent's, and any added

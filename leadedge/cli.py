@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from leadedge.exceptions import LeadEdgeError
 from leadedge.kafka_client import KafkaConnection
 from leadedge.producer import EventProducer, keyed
 from leadedge.stack import ComponentStatus, Stack
+from leadedge.stack.s3 import local_s3_environment
 
 
 def _fail(exc: LeadEdgeError) -> None:
@@ -154,6 +156,8 @@ def demo(seconds: float | None, rate: float) -> None:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # The local stack's S3 keys, unless others are set.
+            env={**local_s3_environment(), **os.environ},
         )
     base = f"http://127.0.0.1:{settings.web_port}"
     try:

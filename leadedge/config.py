@@ -103,8 +103,10 @@ class Settings(BaseSettings):
     s3_bucket: str = "leadedge"
     s3_prefix: str = "raw"
     s3_region: str = "us-east-1"
-    s3_access_key_id: str = "leadedge"
-    s3_secret_access_key: SecretStr = SecretStr("leadedge-secret")
+    # Unset: boto3's own chain (AWS_* variables, a profile, an instance or task role).
+    # The local stack's keys are passed by `leadedge demo`, the tests and the benchmarks.
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
     # e.g. "AES256" or "aws:kms"; unset: the bucket's default encryption.
     s3_server_side_encryption: str | None = None
     archive_max_bytes: int = Field(8 * MIB, ge=1024)
@@ -142,6 +144,9 @@ class Settings(BaseSettings):
                 "LEADEDGE_KAFKA_SASL_USERNAME and LEADEDGE_KAFKA_SASL_PASSWORD"
             )
             raise ValueError(msg)
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            msg = "LEADEDGE_S3_ACCESS_KEY_ID and LEADEDGE_S3_SECRET_ACCESS_KEY go together"
+            raise ValueError(msg)
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             msg = "LEADEDGE_KAFKA_SSL_CERTFILE and LEADEDGE_KAFKA_SSL_KEYFILE go together"
             raise ValueError(msg)
@@ -170,6 +175,12 @@ def get_settings() -> Settings:
         problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         msg = f"invalid configuration: {problems}"
         raise ConfigError(msg) from exc
+
+
+def s3_keys(settings: Settings) -> tuple[str | None, str | None]:
+    """The S3 key pair, or (None, None): boto3 then looks for credentials in its own chain."""
+    secret = settings.s3_secret_access_key
+    return settings.s3_access_key_id, secret.get_secret_value() if secret else None
 
 
 def _problem(location: tuple[int | str, ...], message: str) -> str:

@@ -34,7 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from leadedge.archive import hour_of
-from leadedge.config import Settings
+from leadedge.config import Settings, s3_keys
 from leadedge.exceptions import LeadEdgeError
 from leadedge.kafka_client import KafkaConnection, as_connection
 
@@ -212,8 +212,8 @@ def s3_client(settings: Settings) -> S3Client:
         "s3",
         endpoint_url=settings.s3_endpoint,
         region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key_id,
-        aws_secret_access_key=settings.s3_secret_access_key.get_secret_value(),
+        aws_access_key_id=s3_keys(settings)[0],
+        aws_secret_access_key=s3_keys(settings)[1],
     )
     return client
 

@@ -38,14 +38,15 @@ class S3Sink:
         endpoint_url: str,
         bucket: str,
         region: str,
-        access_key_id: str,
-        secret_access_key: str,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
         server_side_encryption: str | None = None,
         multipart_threshold: int = 8 * 1024 * 1024,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.bucket = bucket
         self.region = region
+        # None: boto3 looks for credentials in its own chain (variables, profile, role).
         self._credentials = (access_key_id, secret_access_key)
         self.server_side_encryption = server_side_encryption
         self._client: Any = None

@@ -46,6 +46,15 @@ SECRET_ACCESS_KEY = "leadedge-secret"
 REGION = "us-east-1"
 DEFAULT_PORT = 9000
 
+
+def local_s3_environment() -> dict[str, str]:
+    """The variables of the local S3's keys: the product has no default key pair."""
+    return {
+        "LEADEDGE_S3_ACCESS_KEY_ID": ACCESS_KEY_ID,
+        "LEADEDGE_S3_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+    }
+
+
 #: Parallel downloads on save and uploads on restore.
 WORKERS = 8
 #: Path of the write gate's control endpoint (`_` is invalid in bucket names).

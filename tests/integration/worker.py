@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from leadedge.stack.s3 import local_s3_environment
+
 T = TypeVar("T")
 
 
@@ -209,6 +211,7 @@ def worker_env(
         LEADEDGE_STATS_TOPIC=names.stats_topic,
         LEADEDGE_STATS_ALIAS=names.stats_alias,
         LEADEDGE_S3_ENDPOINT=s3_endpoint,
+        **local_s3_environment(),
         LEADEDGE_S3_PREFIX=names.s3_prefix,
         LEADEDGE_ARCHIVE_MAX_AGE_S="1",
         LEADEDGE_GEOIP_DB=str(geoip_db),
