@@ -34,6 +34,8 @@ elasticsearch_sink = ElasticsearchSink(
     ipaddress_field=settings.ipaddress_field,
     useragent_field=settings.useragent_field,
     refresh_interval=settings.es_refresh_interval,
+    shards=settings.es_shards,
+    replicas=settings.es_replicas,
 )
 
 

@@ -37,7 +37,10 @@ LATENESS_MS = settings.stats_lateness_s * 1000
 RETENTION_MS = max(settings.stats_retention_s * 1000, LATENESS_MS + WINDOW_MS + KEEP_CLOSED_MS)
 
 stats_sink = StatsElasticsearchSink(
-    url=settings.es_url, alias=settings.stats_alias, refresh_interval=settings.es_refresh_interval
+    url=settings.es_url,
+    alias=settings.stats_alias,
+    refresh_interval=settings.es_refresh_interval,
+    replicas=settings.es_replicas,
 )
 
 

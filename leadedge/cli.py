@@ -331,6 +331,8 @@ def reindex_command(alias: str | None, keep_old: bool, allow_fewer: bool) -> Non
                 ipaddress_field=settings.ipaddress_field,
                 useragent_field=settings.useragent_field,
                 refresh_interval=settings.es_refresh_interval,
+                shards=settings.es_shards,
+                replicas=settings.es_replicas,
                 batch_size=settings.es_batch_size,
                 keep_old=keep_old,
                 allow_fewer=allow_fewer,

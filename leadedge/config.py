@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     # keeps produce-to-searchable under a second at low rates, for about 1.5 times the
     # Elasticsearch CPU of its 1 s default (BENCHMARKS.md, freshness).
     es_refresh_interval: str = "250ms"
+    # Primary shards of each requests index (fixed at its creation: a change applies from
+    # the next `leadedge reindex`), and replicas of the requests and stats indices (applied
+    # to the existing ones at start). The local stack's single node takes no replica.
+    es_shards: int = Field(1, ge=1, le=1024)
+    es_replicas: int = Field(0, ge=0)
 
     # The batch engine (leadedge/engine): how long a merged record may wait before it is
     # written out, and how many records may wait at most before intake pauses for a flush.

@@ -201,6 +201,8 @@ async def reindex(
     ipaddress_field: str = "ipaddress",
     useragent_field: str = "useragent",
     refresh_interval: str = "1s",
+    shards: int = 1,
+    replicas: int = 0,
     batch_size: int = 500,
     keep_old: bool = False,
     allow_fewer: bool = False,
@@ -239,6 +241,8 @@ async def reindex(
             ipaddress_field=ipaddress_field,
             useragent_field=useragent_field,
             refresh_interval=refresh_interval,
+            shards=shards,
+            replicas=replicas,
         )
         await es.indices.put_index_template(name=alias, **template)
         ends = await reader.end_offsets()

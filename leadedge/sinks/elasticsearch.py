@@ -63,6 +63,8 @@ class ElasticsearchSink:
         ipaddress_field: str = "ipaddress",
         useragent_field: str = "useragent",
         refresh_interval: str = "1s",
+        shards: int = 1,
+        replicas: int = 0,
         request_timeout: float = 30.0,
     ) -> None:
         self.url = url
@@ -70,6 +72,8 @@ class ElasticsearchSink:
         self.ipaddress_field = ipaddress_field
         self.useragent_field = useragent_field
         self.refresh_interval = refresh_interval
+        self.shards = shards
+        self.replicas = replicas
         self.request_timeout = request_timeout
         self._client: AsyncElasticsearch | None = None
 
@@ -104,10 +108,12 @@ class ElasticsearchSink:
             ipaddress_field=self.ipaddress_field,
             useragent_field=self.useragent_field,
             refresh_interval=self.refresh_interval,
+            shards=self.shards,
+            replicas=self.replicas,
         )
         await self.client.indices.put_index_template(name=self.alias, **template)
         if await self.client.indices.exists_alias(name=self.alias):
-            await self._apply_refresh_interval()
+            await self._apply_dynamic_settings()
             return
         try:
             await self.client.indices.create(
@@ -117,11 +123,18 @@ class ElasticsearchSink:
             if exc.error != "resource_already_exists_exception":
                 raise
 
-    async def _apply_refresh_interval(self) -> None:
-        # The template covers indices created from now on; the setting also applies
-        # to the alias's existing ones, so a changed interval takes effect on restart.
+    async def _apply_dynamic_settings(self) -> None:
+        # The template covers indices created from now on; the settings that can change
+        # on a live index also apply to the alias's existing ones, so a changed refresh
+        # interval or replica count takes effect on restart (shards: at the next reindex).
         await self.client.indices.put_settings(
-            index=self.alias, settings={"index": {"refresh_interval": self.refresh_interval}}
+            index=self.alias,
+            settings={
+                "index": {
+                    "refresh_interval": self.refresh_interval,
+                    "number_of_replicas": self.replicas,
+                }
+            },
         )
 
     async def write(self, batch: Sequence[Document]) -> WriteResult:

@@ -10,7 +10,13 @@ TOTAL_FIELDS_LIMIT = 5000
 
 
 def requests_template(
-    alias: str, *, ipaddress_field: str, useragent_field: str, refresh_interval: str
+    alias: str,
+    *,
+    ipaddress_field: str,
+    useragent_field: str,
+    refresh_interval: str,
+    shards: int = 1,
+    replicas: int = 0,
 ) -> dict[str, Any]:
     """Template body for every index behind `alias` (`{alias}-*`)."""
     return {
@@ -18,8 +24,8 @@ def requests_template(
         "priority": 100,
         "template": {
             "settings": {
-                "number_of_shards": 1,
-                "number_of_replicas": 0,
+                "number_of_shards": shards,
+                "number_of_replicas": replicas,
                 "refresh_interval": refresh_interval,
                 # A value the mapping cannot take is left out of the index, not the document.
                 "index.mapping.ignore_malformed": True,

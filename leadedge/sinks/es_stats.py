@@ -17,15 +17,16 @@ from leadedge.sinks.elasticsearch import ElasticsearchSink
 COUNTER = {"type": "double"}
 
 
-def stats_template(alias: str, *, refresh_interval: str) -> dict[str, Any]:
+def stats_template(alias: str, *, refresh_interval: str, replicas: int = 0) -> dict[str, Any]:
     """Template for every index behind the stats alias (`{alias}-*`)."""
     return {
         "index_patterns": [f"{alias}-*"],
         "priority": 100,
         "template": {
             "settings": {
+                # One shard: a window per (project, source, minute) stays small.
                 "number_of_shards": 1,
-                "number_of_replicas": 0,
+                "number_of_replicas": replicas,
                 "refresh_interval": refresh_interval,
                 "index.mapping.total_fields.ignore_dynamic_beyond_limit": True,
             },
@@ -67,10 +68,12 @@ class StatsElasticsearchSink(ElasticsearchSink):
     component = "stats-index"
 
     async def _ensure_alias(self) -> None:
-        template = stats_template(self.alias, refresh_interval=self.refresh_interval)
+        template = stats_template(
+            self.alias, refresh_interval=self.refresh_interval, replicas=self.replicas
+        )
         await self.client.indices.put_index_template(name=self.alias, **template)
         if await self.client.indices.exists_alias(name=self.alias):
-            await self._apply_refresh_interval()
+            await self._apply_dynamic_settings()
             return
         try:
             await self.client.indices.create(

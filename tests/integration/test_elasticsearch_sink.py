@@ -85,3 +85,28 @@ async def test_a_changed_refresh_interval_applies_to_the_existing_index_on_resta
         assert interval() == "250ms"
     finally:
         await restarted.stop()
+
+
+async def test_shards_are_set_at_creation_and_a_changed_replica_count_applies_on_restart(
+    endpoints: Endpoints,
+) -> None:
+    es = Elasticsearch(endpoints.es_url)
+    alias = f"t{uuid.uuid4().hex[:10]}-requests"
+
+    def index_settings() -> tuple[str, str]:
+        [index] = es.indices.get_settings(index=alias).body.values()
+        found = index["settings"]["index"]
+        return str(found["number_of_shards"]), str(found["number_of_replicas"])
+
+    first = ElasticsearchSink(url=endpoints.es_url, alias=alias, shards=3)
+    await first.start()
+    await first.stop()
+    try:
+        assert index_settings() == ("3", "0")
+        restarted = ElasticsearchSink(url=endpoints.es_url, alias=alias, shards=3, replicas=1)
+        await restarted.start()
+        await restarted.stop()
+        assert index_settings() == ("3", "1")
+    finally:
+        es.indices.delete(index=f"{alias}-*")
+        es.indices.delete_index_template(name=alias)
