@@ -14,7 +14,7 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TableT
 from mode import Service
 
-from leadedge.app import app, requests_topic, settings, stats_partials_topic
+from leadedge.app import app, elasticsearch, requests_topic, settings, stats_partials_topic
 from leadedge.engine.flush import BatchEngine, OutputTopics
 from leadedge.engine.kafka_out import KafkaBatchWriter
 from leadedge.engine.step import MergeStep
@@ -29,7 +29,7 @@ from tables.request_history import request_history
 from tables.request_stats import stats_partials
 
 elasticsearch_sink = ElasticsearchSink(
-    url=settings.es_url,
+    url=elasticsearch,
     alias=settings.es_alias,
     ipaddress_field=settings.ipaddress_field,
     useragent_field=settings.useragent_field,

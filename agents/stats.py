@@ -23,7 +23,7 @@ from faust.types import EventT
 from mode import Service
 
 from leadedge import health
-from leadedge.app import app, settings, stats_partials_topic, stats_topic
+from leadedge.app import app, elasticsearch, settings, stats_partials_topic, stats_topic
 from leadedge.sinks.elasticsearch import Document
 from leadedge.sinks.es_stats import StatsElasticsearchSink
 from leadedge.stats import WINDOW_MS
@@ -37,7 +37,7 @@ LATENESS_MS = settings.stats_lateness_s * 1000
 RETENTION_MS = max(settings.stats_retention_s * 1000, LATENESS_MS + WINDOW_MS + KEEP_CLOSED_MS)
 
 stats_sink = StatsElasticsearchSink(
-    url=settings.es_url,
+    url=elasticsearch,
     alias=settings.stats_alias,
     refresh_interval=settings.es_refresh_interval,
     replicas=settings.es_replicas,

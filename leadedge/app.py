@@ -18,6 +18,7 @@ from leadedge.config import Settings, get_settings
 from leadedge.engine import undecodable
 from leadedge.engine.intake import BatchConsumer, BatchHandler
 from leadedge.engine.process import tune_garbage_collection
+from leadedge.es_client import ElasticsearchConnection
 from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.kafka_client import KafkaConnection, check_connection
 from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
@@ -35,6 +36,8 @@ tune_garbage_collection()
 settings = get_settings()
 # How every Kafka client of the worker connects (LEADEDGE_BROKER, LEADEDGE_KAFKA_*).
 kafka = KafkaConnection.from_settings(settings)
+# ... and every Elasticsearch client (LEADEDGE_ES_*).
+elasticsearch = ElasticsearchConnection.from_settings(settings)
 # Read here, not in a view module: an error in an autodiscovered module only logs a
 # warning, and a bad keys file must stop the worker with a message naming the variable.
 api_keys = ApiKeys(settings.api_keys_file)

@@ -16,93 +16,20 @@ import click
 import orjson
 
 from leadedge.cli_keys import keys
+from leadedge.cli_stack import fail as _fail
+from leadedge.cli_stack import stack
 from leadedge.config import Settings, get_settings
 from leadedge.demo import EXAMPLE, trickle
+from leadedge.es_client import ElasticsearchConnection
 from leadedge.exceptions import LeadEdgeError
 from leadedge.kafka_client import KafkaConnection
 from leadedge.producer import EventProducer, keyed
-from leadedge.stack import ComponentStatus, Stack
 from leadedge.stack.s3 import local_s3_environment
-
-
-def _fail(exc: LeadEdgeError) -> None:
-    click.secho(f"error: {exc}", fg="red", err=True)
-    sys.exit(1)
 
 
 @click.group()
 def cli() -> None:
     """Real-time merge of request-history events into enriched merged requests."""
-
-
-@cli.group()
-def stack() -> None:
-    """A local Kafka, Elasticsearch and S3 API on 127.0.0.1, without Docker."""
-
-
-def _stack() -> Stack:
-    settings = get_settings()
-    return Stack(Path(settings.stack_dir), Path(settings.stack_cache), echo=click.echo)
-
-
-@stack.command("up")
-def stack_up() -> None:
-    """Install (downloads cached) and start every component, waiting until each is ready."""
-    try:
-        _stack().up()
-    except LeadEdgeError as exc:
-        _fail(exc)
-    _print_status()
-
-
-@stack.command("down")
-def stack_down() -> None:
-    """Stop every component this stack started."""
-    try:
-        _stack().down()
-    except LeadEdgeError as exc:
-        _fail(exc)
-
-
-@stack.command("status")
-@click.option("--check", is_flag=True, help="Exit 1 unless every component is up.")
-def stack_status(check: bool) -> None:
-    """Show each component, its address, and whether it is up."""
-    statuses = _print_status()
-    if check and not all(item.ready for item in statuses):
-        sys.exit(1)
-
-
-@stack.command("start")
-@click.argument("name", type=click.Choice(["kafka", "elasticsearch", "s3"]))
-def stack_start(name: str) -> None:
-    """Start one component (after `stop`)."""
-    try:
-        _stack().start(name)
-    except LeadEdgeError as exc:
-        _fail(exc)
-
-
-@stack.command("stop")
-@click.argument("name", type=click.Choice(["kafka", "elasticsearch", "s3"]))
-def stack_stop(name: str) -> None:
-    """Stop one component, e.g. to see how the worker rides out an outage."""
-    try:
-        _stack().stop(name)
-    except LeadEdgeError as exc:
-        _fail(exc)
-
-
-def _print_status() -> list[ComponentStatus]:
-    statuses = _stack().status()
-    for item in statuses:
-        state = "up" if item.ready else ("starting" if item.running else "down")
-        colour = {"up": "green", "starting": "yellow", "down": "red"}[state]
-        pid = f"pid {item.pid}" if item.pid else ""
-        click.echo(
-            f"{item.name:<14} {item.address:<18} " + click.style(f"{state:<9}", fg=colour) + pid
-        )
-    return statuses
 
 
 @cli.command()
@@ -324,7 +251,7 @@ def reindex_command(alias: str | None, keep_old: bool, allow_fewer: bool) -> Non
     try:
         summary = asyncio.run(
             reindex(
-                es_url=settings.es_url,
+                es_url=ElasticsearchConnection.from_settings(settings),
                 alias=alias or settings.es_alias,
                 broker=KafkaConnection.from_settings(settings),
                 merged_topic=settings.merged_topic,
@@ -399,6 +326,7 @@ def kibana_import(url: str, path: Path | None, wait_s: float, api_key: str | Non
 
 
 cli.add_command(keys)
+cli.add_command(stack)
 
 
 def main() -> None:

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
 
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"
+    # How every Elasticsearch client logs in (see `leadedge.es_client`): an Elastic Cloud
+    # id instead of the URL; a user and password, or an API key (base64 "id:key");
+    # TLS trusting a CA file or a certificate's SHA-256 fingerprint (else the system's).
+    es_cloud_id: str | None = None
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_api_key: SecretStr | None = None
+    es_ca_file: Path | None = None
+    es_ssl_fingerprint: str | None = None
     es_alias: str = "leadedge-requests"
     es_batch_size: int = Field(500, ge=1)
     es_linger_ms: int = Field(50, ge=0)
@@ -149,13 +158,19 @@ class Settings(BaseSettings):
                 "LEADEDGE_KAFKA_SASL_USERNAME and LEADEDGE_KAFKA_SASL_PASSWORD"
             )
             raise ValueError(msg)
+        if (self.es_username is None) != (self.es_password is None):
+            msg = "LEADEDGE_ES_USERNAME and LEADEDGE_ES_PASSWORD go together"
+            raise ValueError(msg)
+        if self.es_username is not None and self.es_api_key is not None:
+            msg = "set LEADEDGE_ES_API_KEY or LEADEDGE_ES_USERNAME/LEADEDGE_ES_PASSWORD, not both"
+            raise ValueError(msg)
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
             msg = "LEADEDGE_S3_ACCESS_KEY_ID and LEADEDGE_S3_SECRET_ACCESS_KEY go together"
             raise ValueError(msg)
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             msg = "LEADEDGE_KAFKA_SSL_CERTFILE and LEADEDGE_KAFKA_SSL_KEYFILE go together"
             raise ValueError(msg)
-        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "es_ca_file"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 msg = f"LEADEDGE_{name.upper()}: no file at {path}"

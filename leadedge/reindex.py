@@ -27,6 +27,7 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.exceptions import ApiError, TransportError
 from elasticsearch.serializer import OrjsonSerializer
 
+from leadedge.es_client import ElasticsearchConnection, as_es_connection
 from leadedge.exceptions import LeadEdgeError
 from leadedge.kafka_client import KafkaConnection
 from leadedge.replay import ProgressFactory, no_progress
@@ -194,7 +195,7 @@ async def _catch_up(
 
 async def reindex(
     *,
-    es_url: str,
+    es_url: str | ElasticsearchConnection,
     alias: str,
     broker: str | KafkaConnection,
     merged_topic: str,
@@ -218,9 +219,8 @@ async def reindex(
     """
     new_index = new_index_name(alias, now or datetime.now(tz=UTC))
     summary = ReindexSummary(alias=alias, new_index=new_index)
-    es = AsyncElasticsearch(
-        es_url, serializers={"application/json": OrjsonSerializer()}, request_timeout=60
-    )
+    connection = as_es_connection(es_url)
+    es = connection.client(serializers={"application/json": OrjsonSerializer()}, request_timeout=60)
     reader = TopicReader(broker, merged_topic, idle_timeout_s)
     created = switched = False
     try:
@@ -228,7 +228,7 @@ async def reindex(
             # `GET /` is not answered by every distribution; the health endpoint is.
             await es.cluster.health(wait_for_status="yellow", timeout="30s")
         except (TransportError, ApiError) as exc:
-            msg = f"Elasticsearch at {es_url} is not available: {exc}"
+            msg = f"Elasticsearch at {connection.where} is not available: {exc}"
             raise ReindexError(msg) from exc
         summary.old_indices = await _current_indices(es, alias)
         if new_index in summary.old_indices or await es.indices.exists(index=new_index):

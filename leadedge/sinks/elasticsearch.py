@@ -14,6 +14,7 @@ from elasticsearch.exceptions import ApiError, ConnectionError, ConnectionTimeou
 from elasticsearch.serializer import OrjsonSerializer
 
 from leadedge import metrics
+from leadedge.es_client import ElasticsearchConnection, as_es_connection
 from leadedge.exceptions import SinkError
 from leadedge.sinks.es_mapping import requests_template
 from leadedge.sinks.retry import retry_forever
@@ -58,7 +59,7 @@ class ElasticsearchSink:
     def __init__(
         self,
         *,
-        url: str,
+        url: str | ElasticsearchConnection,
         alias: str,
         ipaddress_field: str = "ipaddress",
         useragent_field: str = "useragent",
@@ -89,8 +90,7 @@ class ElasticsearchSink:
         """Create the client, the template and the alias (idempotent), waiting for ES."""
         if self._client is not None:
             return
-        self._client = AsyncElasticsearch(
-            self.url,
+        self._client = as_es_connection(self.url).client(
             serializers={"application/json": OrjsonSerializer()},
             request_timeout=self.request_timeout,
         )

@@ -20,7 +20,8 @@ from elasticsearch.serializer import OrjsonSerializer
 from faust.web import Request, Response, View
 from mode import Service
 
-from leadedge.app import app, settings
+from leadedge.app import app, elasticsearch, settings
+from leadedge.es_client import ElasticsearchConnection, as_es_connection
 from leadedge.merge import format_time
 from leadedge.stats import WINDOW_MS, add_numbers
 from leadedge.web.common import endpoint, error, int_param, unavailable
@@ -34,7 +35,7 @@ STATIC = files("leadedge.web") / "static"
 class StatsReader:
     """A lazily opened Elasticsearch client for the stats alias."""
 
-    def __init__(self, url: str, alias: str) -> None:
+    def __init__(self, url: str | ElasticsearchConnection, alias: str) -> None:
         self.url = url
         self.alias = alias
         self._client: AsyncElasticsearch | None = None
@@ -43,8 +44,8 @@ class StatsReader:
     def client(self) -> AsyncElasticsearch:
         """The client, opened on first use."""
         if self._client is None:
-            self._client = AsyncElasticsearch(
-                self.url, serializers={"application/json": OrjsonSerializer()}, request_timeout=10
+            self._client = as_es_connection(self.url).client(
+                serializers={"application/json": OrjsonSerializer()}, request_timeout=10
             )
         return self._client
 
@@ -75,7 +76,7 @@ class StatsReader:
             self._client = None
 
 
-stats_reader = StatsReader(settings.es_url, settings.stats_alias)
+stats_reader = StatsReader(elasticsearch, settings.stats_alias)
 
 
 @app.service

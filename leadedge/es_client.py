@@ -1,0 +1,77 @@
+"""How every Elasticsearch client leadedge makes connects: URL or Cloud id, login, TLS.
+
+One `ElasticsearchConnection`, built from the settings, makes the clients of the sinks
+(merged requests, stats), the report page and `reindex`, so they all authenticate
+alike: a user and password, or an API key; TLS trusting a CA file or a certificate
+fingerprint (else the system's CAs). Secrets stay `SecretStr` until a client is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+from pydantic import SecretStr
+
+from leadedge.config import Settings
+
+
+@dataclass(frozen=True)
+class ElasticsearchConnection:
+    """Where Elasticsearch is and how to authenticate to it."""
+
+    url: str | None = "http://127.0.0.1:9200"
+    cloud_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = field(default=None, repr=False)
+    api_key: SecretStr | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    fingerprint: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ElasticsearchConnection:
+        """The connection the `LEADEDGE_ES_*` variables describe."""
+        return cls(
+            url=None if settings.es_cloud_id else settings.es_url,
+            cloud_id=settings.es_cloud_id,
+            username=settings.es_username,
+            password=settings.es_password,
+            api_key=settings.es_api_key,
+            ca_file=settings.es_ca_file,
+            fingerprint=settings.es_ssl_fingerprint,
+        )
+
+    @property
+    def where(self) -> str:
+        """The URL or Cloud id, for messages (never a secret)."""
+        return self.url or f"cloud id {self.cloud_id}"
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments of `AsyncElasticsearch` for this connection."""
+        options: dict[str, Any] = {}
+        if self.cloud_id:
+            options["cloud_id"] = self.cloud_id
+        else:
+            options["hosts"] = [self.url]
+        if self.api_key is not None:
+            options["api_key"] = self.api_key.get_secret_value()
+        elif self.username is not None and self.password is not None:
+            options["basic_auth"] = (self.username, self.password.get_secret_value())
+        if self.ca_file is not None:
+            options["ca_certs"] = str(self.ca_file)
+        if self.fingerprint:
+            options["ssl_assert_fingerprint"] = self.fingerprint
+        return options
+
+    def client(self, **options: Any) -> AsyncElasticsearch:
+        """A new async client; `options` add to or override the connection's."""
+        return AsyncElasticsearch(**{**self.client_options(), **options})
+
+
+def as_es_connection(target: str | ElasticsearchConnection) -> ElasticsearchConnection:
+    """A connection, from itself or from the URL of an open cluster."""
+    return (
+        target if isinstance(target, ElasticsearchConnection) else ElasticsearchConnection(target)
+    )

@@ -1,0 +1,79 @@
+"""Every Elasticsearch client logs in alike, from one set of settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leadedge.config import Settings, get_settings
+from leadedge.es_client import ElasticsearchConnection, as_es_connection
+from leadedge.exceptions import ConfigError
+
+
+def settings_with(monkeypatch: pytest.MonkeyPatch, **variables: str) -> Settings:
+    for name, value in variables.items():
+        monkeypatch.setenv(f"LEADEDGE_{name.upper()}", value)
+    get_settings.cache_clear()
+    try:
+        return get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_an_open_cluster_by_url_by_default() -> None:
+    connection = ElasticsearchConnection.from_settings(Settings())
+    assert connection.client_options() == {"hosts": ["http://127.0.0.1:9200"]}
+    assert as_es_connection("http://es:9200").client_options() == {"hosts": ["http://es:9200"]}
+
+
+def test_a_user_and_password_with_a_ca_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    settings = settings_with(
+        monkeypatch,
+        es_url="https://es:9200",
+        es_username="leadedge",
+        es_password="es-secret-1",
+        es_ca_file=str(ca),
+    )
+    connection = ElasticsearchConnection.from_settings(settings)
+    assert connection.client_options() == {
+        "hosts": ["https://es:9200"],
+        "basic_auth": ("leadedge", "es-secret-1"),
+        "ca_certs": str(ca),
+    }
+    assert "es-secret-1" not in repr(connection) + repr(settings)
+
+
+def test_an_api_key_on_elastic_cloud_with_a_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_with(
+        monkeypatch,
+        es_cloud_id="deployment:ZXUtd2VzdC0xLmF3cy5mb3VuZC5pbyRhYmMkZGVm",
+        es_api_key="a2V5LWlkOmtleS1zZWNyZXQ=",
+        es_ssl_fingerprint="AB:CD",
+    )
+    options = ElasticsearchConnection.from_settings(settings).client_options()
+    assert "hosts" not in options
+    assert options["cloud_id"].startswith("deployment:")
+    assert options["api_key"] == "a2V5LWlkOmtleS1zZWNyZXQ="
+    assert options["ssl_assert_fingerprint"] == "AB:CD"
+    client = ElasticsearchConnection.from_settings(settings).client()
+    assert client is not None
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"es_username": "u"}, "LEADEDGE_ES_PASSWORD"),
+        ({"es_username": "u", "es_password": "p", "es_api_key": "k"}, "LEADEDGE_ES_API_KEY"),
+        ({"es_ca_file": "/no/such/ca.pem"}, "LEADEDGE_ES_CA_FILE"),
+    ],
+)
+def test_incomplete_elasticsearch_logins_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        settings_with(monkeypatch, **variables)
