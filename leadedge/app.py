@@ -18,7 +18,7 @@ from leadedge.config import Settings, get_settings
 from leadedge.engine import undecodable
 from leadedge.engine.intake import BatchConsumer, BatchHandler
 from leadedge.engine.process import tune_garbage_collection
-from leadedge.es_client import ElasticsearchConnection
+from leadedge.es_client import ElasticsearchConnection, check_elasticsearch
 from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.kafka_client import KafkaConnection, check_connection
 from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
@@ -100,10 +100,12 @@ class LeadEdgeApp(faust.App):
 
         Local table stores left by a crash are removed before any is opened, so the
         tables are rebuilt from their changelogs (see `leadedge.table_stores`). A login
-        Kafka refuses stops the worker here, with an error naming the variables.
+        Kafka or Elasticsearch refuses stops the worker here, with an error naming the
+        variables.
         """
         if self.conf.broker[0].scheme == "kafka":
             await check_connection(kafka)
+        await check_elasticsearch(elasticsearch)
         await super().on_first_start()
         if self._keeps_local_stores:
             discarded = discard_after_unclean_stop(

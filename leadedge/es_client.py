@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
+from elasticsearch.exceptions import AuthenticationException, AuthorizationException, SSLError
 from pydantic import SecretStr
 
 from leadedge.config import Settings
+from leadedge.exceptions import ConfigError
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,47 @@ def as_es_connection(target: str | ElasticsearchConnection) -> ElasticsearchConn
     return (
         target if isinstance(target, ElasticsearchConnection) else ElasticsearchConnection(target)
     )
+
+
+def elasticsearch_problem(
+    exc: BaseException, connection: ElasticsearchConnection
+) -> ConfigError | None:
+    """A clear error naming the variables to check, for a failure that is one of settings.
+
+    None for anything else (Elasticsearch being down is not a configuration problem).
+    """
+    where = connection.where
+    if isinstance(exc, AuthenticationException):
+        return ConfigError(
+            f"Elasticsearch ({where}) refused the login: check LEADEDGE_ES_API_KEY, or "
+            "LEADEDGE_ES_USERNAME and LEADEDGE_ES_PASSWORD"
+        )
+    if isinstance(exc, AuthorizationException):
+        return ConfigError(
+            f"Elasticsearch ({where}) accepted the login of LEADEDGE_ES_USERNAME or "
+            "LEADEDGE_ES_API_KEY but refuses it the cluster's health: give it the "
+            "monitor privilege and write access to the leadedge indices"
+        )
+    if isinstance(exc, SSLError):
+        return ConfigError(
+            f"TLS with Elasticsearch ({where}) failed ({exc.message}): check LEADEDGE_ES_CA_FILE "
+            "or LEADEDGE_ES_SSL_FINGERPRINT"
+        )
+    return None
+
+
+async def check_elasticsearch(connection: ElasticsearchConnection, timeout_s: float = 10.0) -> None:
+    """Ask Elasticsearch for its health once; raise `ConfigError` if the login is refused.
+
+    The sinks retry a refused login for ever, as they retry an outage: a worker would
+    wait on a wrong API key without saying why.
+    """
+    client = connection.client(request_timeout=timeout_s, max_retries=0)
+    try:
+        await client.cluster.health()
+    except Exception as exc:
+        problem = elasticsearch_problem(exc, connection)
+        if problem is not None:
+            raise problem from None
+    finally:
+        await client.close()

@@ -77,3 +77,30 @@ def test_incomplete_elasticsearch_logins_are_refused_naming_the_variable(
 ) -> None:
     with pytest.raises(ConfigError, match=named):
         settings_with(monkeypatch, **variables)
+
+
+def api_error(kind: type[Exception], status: int) -> Exception:
+    from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+
+    meta = ApiResponseMeta(status, "1.1", HttpHeaders(), 0.0, NodeConfig("http", "es", 9200))
+    return kind("refused", meta, {"error": "refused"})  # type: ignore[call-arg]
+
+
+def test_a_refused_login_or_an_untrusted_certificate_names_what_to_check() -> None:
+    from elasticsearch.exceptions import (
+        AuthenticationException,
+        AuthorizationException,
+        ConnectionError,
+        SSLError,
+    )
+
+    from leadedge.es_client import elasticsearch_problem
+
+    connection = ElasticsearchConnection("https://es:9200")
+    refused = elasticsearch_problem(api_error(AuthenticationException, 401), connection)
+    assert refused is not None and "LEADEDGE_ES_API_KEY" in str(refused)
+    forbidden = elasticsearch_problem(api_error(AuthorizationException, 403), connection)
+    assert forbidden is not None and "privilege" in str(forbidden)
+    untrusted = elasticsearch_problem(SSLError("certificate verify failed"), connection)
+    assert untrusted is not None and "LEADEDGE_ES_CA_FILE" in str(untrusted)
+    assert elasticsearch_problem(ConnectionError("refused"), connection) is None
