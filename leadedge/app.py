@@ -19,6 +19,7 @@ from leadedge.engine import undecodable
 from leadedge.engine.intake import BatchConsumer, BatchHandler
 from leadedge.engine.process import tune_garbage_collection
 from leadedge.es_client import ElasticsearchConnection, check_elasticsearch
+from leadedge.exceptions import ConfigError
 from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.kafka_client import KafkaConnection, check_connection
 from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
@@ -106,6 +107,7 @@ class LeadEdgeApp(faust.App):
         if self.conf.broker[0].scheme == "kafka":
             await check_connection(kafka)
         await check_elasticsearch(elasticsearch)
+        check_s3_credentials(settings)
         await super().on_first_start()
         if self._keeps_local_stores:
             discarded = discard_after_unclean_stop(
@@ -157,6 +159,20 @@ class LeadEdgeApp(faust.App):
 
 
 _shutdown_deadline: threading.Timer | None = None
+
+
+def check_s3_credentials(config: Settings) -> None:
+    """Without keys set, boto3's chain must find some: else the archive would retry for ever."""
+    if config.s3_access_key_id is not None:
+        return
+    import boto3  # its credential chain; only when no keys are set
+
+    if boto3.Session().get_credentials() is None:
+        msg = (
+            "no S3 credentials: set LEADEDGE_S3_ACCESS_KEY_ID and LEADEDGE_S3_SECRET_ACCESS_KEY, "
+            "or give boto3 its own (AWS_* variables, a profile, an instance or task role)"
+        )
+        raise ConfigError(msg)
 
 
 def arm_shutdown_deadline(timeout_s: float) -> None:

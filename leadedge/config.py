@@ -21,7 +21,10 @@ class Settings(BaseSettings):
     variables at all talks to it.
     """
 
-    model_config = SettingsConfigDict(env_prefix="LEADEDGE_", frozen=True, extra="ignore")
+    # `hide_input_in_errors`: a refused value may be a password; errors name, never show.
+    model_config = SettingsConfigDict(
+        env_prefix="LEADEDGE_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     # Kafka and the Faust app
     broker: str = "kafka://127.0.0.1:9092"
@@ -99,10 +102,11 @@ class Settings(BaseSettings):
     # Elasticsearch CPU of its 1 s default (BENCHMARKS.md, freshness).
     es_refresh_interval: str = "250ms"
     # Primary shards of each requests index (fixed at its creation: a change applies from
-    # the next `leadedge reindex`), and replicas of the requests and stats indices (applied
-    # to the existing ones at start). The local stack's single node takes no replica.
+    # the next `leadedge reindex`), and replicas of the requests and stats indices: when
+    # set, applied to the existing ones at start; unset, new indices get none (the local
+    # stack's single node takes none) and existing ones keep what they have.
     es_shards: int = Field(1, ge=1, le=1024)
-    es_replicas: int = Field(0, ge=0)
+    es_replicas: int | None = Field(None, ge=0)
 
     # The batch engine (leadedge/engine): how long a merged record may wait before it is
     # written out, and how many records may wait at most before intake pauses for a flush.

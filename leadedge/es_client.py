@@ -8,9 +8,11 @@ fingerprint (else the system's CAs). Secrets stay `SecretStr` until a client is 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.exceptions import AuthenticationException, AuthorizationException, SSLError
@@ -18,6 +20,8 @@ from pydantic import SecretStr
 
 from leadedge.config import Settings
 from leadedge.exceptions import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,12 @@ class ElasticsearchConnection:
 
     @property
     def where(self) -> str:
-        """The URL or Cloud id, for messages (never a secret)."""
-        return self.url or f"cloud id {self.cloud_id}"
+        """The URL (without a user and password in it) or Cloud id, for messages."""
+        if self.url is None:
+            return f"cloud id {self.cloud_id}"
+        parts = urlsplit(self.url)
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments of `AsyncElasticsearch` for this connection."""
@@ -92,12 +100,6 @@ def elasticsearch_problem(
             f"Elasticsearch ({where}) refused the login: check LEADEDGE_ES_API_KEY, or "
             "LEADEDGE_ES_USERNAME and LEADEDGE_ES_PASSWORD"
         )
-    if isinstance(exc, AuthorizationException):
-        return ConfigError(
-            f"Elasticsearch ({where}) accepted the login of LEADEDGE_ES_USERNAME or "
-            "LEADEDGE_ES_API_KEY but refuses it the cluster's health: give it the "
-            "monitor privilege and write access to the leadedge indices"
-        )
     if isinstance(exc, SSLError):
         return ConfigError(
             f"TLS with Elasticsearch ({where}) failed ({exc.message}): check LEADEDGE_ES_CA_FILE "
@@ -115,6 +117,10 @@ async def check_elasticsearch(connection: ElasticsearchConnection, timeout_s: fl
     client = connection.client(request_timeout=timeout_s, max_retries=0)
     try:
         await client.cluster.health()
+    except AuthorizationException:
+        # Logged in, without the cluster `monitor` privilege: the sinks need only their
+        # indices, so a key limited to them is fine.
+        log.info("Elasticsearch (%s): login accepted", connection.where)
     except Exception as exc:
         problem = elasticsearch_problem(exc, connection)
         if problem is not None:

@@ -203,7 +203,7 @@ async def reindex(
     useragent_field: str = "useragent",
     refresh_interval: str = "1s",
     shards: int = 1,
-    replicas: int = 0,
+    replicas: int | None = None,
     batch_size: int = 500,
     keep_old: bool = False,
     allow_fewer: bool = False,
@@ -242,7 +242,7 @@ async def reindex(
             useragent_field=useragent_field,
             refresh_interval=refresh_interval,
             shards=shards,
-            replicas=replicas,
+            replicas=replicas or 0,
         )
         await es.indices.put_index_template(name=alias, **template)
         ends = await reader.end_offsets()

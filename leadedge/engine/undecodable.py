@@ -11,8 +11,8 @@ raises while its records are read, yields one placeholder per offset it holds (n
 no value, the header `UNDECODABLE_HEADER` saying why), and the fetch goes on with the
 next batch. The merge turns each placeholder into a dead letter (`undecodable_record`)
 and the archive stores a line saying what the offset held, so every offset is accounted
-for. What a corrupt batch holds is read from its header, which its CRC does not cover
-in part: the next batch's base offset bounds it when there is one.
+for. A corrupt batch's header cannot be trusted: the next batch's base offset bounds it
+when the same fetch holds one; otherwise it is accounted for one offset per fetch.
 
 Installed by replacing the name `PartitionRecords` in `aiokafka.consumer.fetcher`
 (aiokafka 0.14, pinned; `tests/unit/leadedge/engine/test_undecodable.py` checks the
@@ -32,10 +32,6 @@ import aiokafka.consumer.fetcher as fetcher
 log = logging.getLogger(__name__)
 
 UNDECODABLE_HEADER = "leadedge.undecodable"
-# A record takes at least this many bytes in a v2 batch: a bound on what a batch of a
-# given size can hold, whatever its (corrupt) header claims.
-MIN_RECORD_BYTES = 7
-BATCH_HEADER_BYTES = 61
 
 
 def undecodable_reason(headers: Any) -> str | None:
@@ -64,16 +60,20 @@ class Placeholder:
 class CheckedBatch:
     """A record batch whose undecodable records come out as placeholders."""
 
-    def __init__(self, batch: Any, fetch_bytes: int, end_offset: int | None) -> None:
+    def __init__(self, batch: Any, fetch_offset: int, end_offset: int | None) -> None:
         self._batch = batch
-        # The size of the fetch response holding the batch: a bound on the batch's.
-        self._fetch_bytes = fetch_bytes
+        # The offset the fetch asked for: the first one it must account for.
+        self._fetch_offset = fetch_offset
         # The next batch's base offset, when the same fetch holds one.
         self._end_offset = end_offset
         self._crc_ok = batch.validate_crc()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._batch, name)
+
+    def __next__(self) -> Any:
+        # aiokafka reads a transaction marker's record with `next(batch)`.
+        return next(self._batch)
 
     def validate_crc(self) -> bool:
         """True: checked once in `__init__`, a corrupt batch is iterated as placeholders."""
@@ -103,12 +103,13 @@ class CheckedBatch:
         return self._corrupt_end()
 
     def _corrupt_end(self) -> int:
+        # Its own header cannot be trusted: the next batch's base offset bounds it; with
+        # none, one offset at a time (each next fetch starts one further), never a guess
+        # that could skip records or run past the log's end.
         base = int(self._batch.base_offset)
         if self._end_offset is not None and self._end_offset > base:
             return self._end_offset
-        most = max(1, (self._fetch_bytes - BATCH_HEADER_BYTES) // MIN_RECORD_BYTES)
-        claimed = int(self._batch.next_offset) - base
-        return base + (claimed if 0 < claimed <= most else 1)
+        return max(base, self._fetch_offset) + 1
 
     def __iter__(self) -> Iterator[Any]:
         batch = self._batch
@@ -144,8 +145,9 @@ def _placeholders(first: int, end: int, timestamp: int, reason: str) -> Iterator
 class CheckedRecords:
     """A fetch response's batches (aiokafka's `MemoryRecords`), each a `CheckedBatch`."""
 
-    def __init__(self, records: Any) -> None:
+    def __init__(self, records: Any, fetch_offset: int) -> None:
         self._records = records
+        self._fetch_offset = fetch_offset
         self._ahead: Any = None
 
     def has_next(self) -> bool:
@@ -167,10 +169,14 @@ class CheckedRecords:
         batch = self._take()
         if batch is None:
             return None
-        # The next batch, read ahead: its base offset bounds a corrupt one.
-        self._ahead = self._records.next_batch() if self._records.has_next() else None
+        # The next batch, read ahead: its base offset bounds a corrupt one. One the client
+        # cannot even frame raises again when it is asked for, after this batch is read.
+        try:
+            self._ahead = self._records.next_batch() if self._records.has_next() else None
+        except Exception:
+            self._ahead = None
         end = int(self._ahead.base_offset) if self._ahead is not None else None
-        return CheckedBatch(batch, self.size_in_bytes(), end)
+        return CheckedBatch(batch, self._fetch_offset, end)
 
 
 # The topics read through `CheckedRecords`. Only input topics whose readers turn a
@@ -183,7 +189,8 @@ class CheckedPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
 
     def __init__(self, tp: Any, records: Any, *args: Any, **kwargs: Any) -> None:
         if tp.topic in CHECKED_TOPICS:
-            records = CheckedRecords(records)
+            fetch_offset = args[1] if len(args) > 1 else kwargs["fetch_offset"]
+            records = CheckedRecords(records, fetch_offset)
         super().__init__(tp, records, *args, **kwargs)
 
 

@@ -65,7 +65,7 @@ class ElasticsearchSink:
         useragent_field: str = "useragent",
         refresh_interval: str = "1s",
         shards: int = 1,
-        replicas: int = 0,
+        replicas: int | None = None,
         request_timeout: float = 30.0,
     ) -> None:
         self.url = url
@@ -109,7 +109,7 @@ class ElasticsearchSink:
             useragent_field=self.useragent_field,
             refresh_interval=self.refresh_interval,
             shards=self.shards,
-            replicas=self.replicas,
+            replicas=self.replicas or 0,
         )
         await self.client.indices.put_index_template(name=self.alias, **template)
         if await self.client.indices.exists_alias(name=self.alias):
@@ -126,16 +126,12 @@ class ElasticsearchSink:
     async def _apply_dynamic_settings(self) -> None:
         # The template covers indices created from now on; the settings that can change
         # on a live index also apply to the alias's existing ones, so a changed refresh
-        # interval or replica count takes effect on restart (shards: at the next reindex).
-        await self.client.indices.put_settings(
-            index=self.alias,
-            settings={
-                "index": {
-                    "refresh_interval": self.refresh_interval,
-                    "number_of_replicas": self.replicas,
-                }
-            },
-        )
+        # interval or a replica count that is set takes effect on restart (shards: at the
+        # next reindex); an unset one leaves what an operator chose alone.
+        index: dict[str, Any] = {"refresh_interval": self.refresh_interval}
+        if self.replicas is not None:
+            index["number_of_replicas"] = self.replicas
+        await self.client.indices.put_settings(index=self.alias, settings={"index": index})
 
     async def write(self, batch: Sequence[Document]) -> WriteResult:
         """Index every (id, version, document); returns once each is stored or refused.

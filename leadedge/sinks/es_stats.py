@@ -69,7 +69,7 @@ class StatsElasticsearchSink(ElasticsearchSink):
 
     async def _ensure_alias(self) -> None:
         template = stats_template(
-            self.alias, refresh_interval=self.refresh_interval, replicas=self.replicas
+            self.alias, refresh_interval=self.refresh_interval, replicas=self.replicas or 0
         )
         await self.client.indices.put_index_template(name=self.alias, **template)
         if await self.client.indices.exists_alias(name=self.alias):

@@ -139,3 +139,19 @@ def test_a_topic_not_checked_raises_as_aiokafka_does() -> None:
 def test_a_real_records_headers_are_not_taken_for_a_placeholder() -> None:
     assert undecodable_reason([("other", b"x")]) is None
     assert undecodable_reason([(UNDECODABLE_HEADER, b"why")]) == "why"
+
+
+def test_a_corrupt_last_batch_is_accounted_for_one_offset_per_fetch_never_past_its_end() -> None:
+    corrupt = batch(3, 3)
+    corrupt[-3] ^= 0xFF
+    struct.pack_into(">i", corrupt, 23, 1_000_000)  # its claimed length cannot be trusted
+    out = consumed(batch(0, 3), corrupt)
+    assert [(offset, why is not None) for offset, _, why in out] == [
+        (0, False),
+        (1, False),
+        (2, False),
+        (3, True),
+    ]
+    # Each next fetch starts one further and answers the same batch: one more offset each.
+    for offset in (4, 5):
+        assert [o for o, _, _ in consumed(corrupt, fetch_offset=offset)] == [offset]
