@@ -108,5 +108,5 @@ async def test_shards_are_set_at_creation_and_a_changed_replica_count_applies_on
         await restarted.stop()
         assert index_settings() == ("3", "1")
     finally:
-        es.indices.delete(index=f"{alias}-*")
+        es.indices.delete(index=f"{alias}-000001")
         es.indices.delete_index_template(name=alias)
