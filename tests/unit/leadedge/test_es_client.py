@@ -6,19 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from leadedge.config import Settings, get_settings
+from leadedge.config import Settings
 from leadedge.es_client import ElasticsearchConnection, as_es_connection
 from leadedge.exceptions import ConfigError
-
-
-def settings_with(monkeypatch: pytest.MonkeyPatch, **variables: str) -> Settings:
-    for name, value in variables.items():
-        monkeypatch.setenv(f"LEADEDGE_{name.upper()}", value)
-    get_settings.cache_clear()
-    try:
-        return get_settings()
-    finally:
-        get_settings.cache_clear()
+from tests.unit.leadedge.settings_env import settings_with
 
 
 def test_an_open_cluster_by_url_by_default() -> None:

@@ -10,21 +10,12 @@ from aiokafka import errors as kafka_errors
 from faust.auth import SASLCredentials, SSLCredentials
 from pydantic import SecretStr
 
-from leadedge.config import Settings, get_settings
+from leadedge.config import Settings
 from leadedge.exceptions import ConfigError
 from leadedge.kafka_client import KafkaConnection, as_connection, connection_problem
+from tests.unit.leadedge.settings_env import settings_with
 
 CA = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
-
-
-def settings_with(monkeypatch: pytest.MonkeyPatch, **variables: str) -> Settings:
-    for name, value in variables.items():
-        monkeypatch.setenv(f"LEADEDGE_{name.upper()}", value)
-    get_settings.cache_clear()
-    try:
-        return get_settings()
-    finally:
-        get_settings.cache_clear()
 
 
 def test_plaintext_by_default_with_faust_brokers_as_bootstrap_servers() -> None:
