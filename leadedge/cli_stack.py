@@ -9,7 +9,9 @@ import click
 
 from leadedge.config import get_settings
 from leadedge.exceptions import LeadEdgeError
-from leadedge.stack import ComponentStatus, Stack
+from leadedge.stack import COMPONENT_NAMES, OPTIONAL_NAMES, ComponentStatus, Stack
+
+COMPONENTS = [*COMPONENT_NAMES, *OPTIONAL_NAMES]
 
 
 def fail(exc: LeadEdgeError) -> None:
@@ -29,10 +31,15 @@ def _stack() -> Stack:
 
 
 @stack.command("up")
-def stack_up() -> None:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="Also start Elasticsearch with security on (https://127.0.0.1:9201, a login).",
+)
+def stack_up(secure: bool) -> None:
     """Install (downloads cached) and start every component, waiting until each is ready."""
     try:
-        _stack().up()
+        _stack().up(secure=secure)
     except LeadEdgeError as exc:
         fail(exc)
     _print_status()
@@ -57,7 +64,7 @@ def stack_status(check: bool) -> None:
 
 
 @stack.command("start")
-@click.argument("name", type=click.Choice(["kafka", "elasticsearch", "s3"]))
+@click.argument("name", type=click.Choice(COMPONENTS))
 def stack_start(name: str) -> None:
     """Start one component (after `stop`)."""
     try:
@@ -67,7 +74,7 @@ def stack_start(name: str) -> None:
 
 
 @stack.command("stop")
-@click.argument("name", type=click.Choice(["kafka", "elasticsearch", "s3"]))
+@click.argument("name", type=click.Choice(COMPONENTS))
 def stack_stop(name: str) -> None:
     """Stop one component, e.g. to see how the worker rides out an outage."""
     try:
@@ -83,6 +90,6 @@ def _print_status() -> list[ComponentStatus]:
         colour = {"up": "green", "starting": "yellow", "down": "red"}[state]
         pid = f"pid {item.pid}" if item.pid else ""
         click.echo(
-            f"{item.name:<14} {item.address:<18} " + click.style(f"{state:<9}", fg=colour) + pid
+            f"{item.name:<20} {item.address:<18} " + click.style(f"{state:<9}", fg=colour) + pid
         )
     return statuses

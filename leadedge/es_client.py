@@ -96,8 +96,16 @@ def elasticsearch_problem(
     """
     where = connection.where
     if isinstance(exc, AuthenticationException):
+        # Name the variables of the login that was tried (an API key wins over a user).
+        if connection.api_key is not None:
+            return ConfigError(f"Elasticsearch ({where}) refused the API key LEADEDGE_ES_API_KEY")
+        if connection.username is not None:
+            return ConfigError(
+                f"Elasticsearch ({where}) refused the login: check LEADEDGE_ES_USERNAME "
+                "and LEADEDGE_ES_PASSWORD"
+            )
         return ConfigError(
-            f"Elasticsearch ({where}) refused the login: check LEADEDGE_ES_API_KEY, or "
+            f"Elasticsearch ({where}) requires a login: set LEADEDGE_ES_API_KEY, or "
             "LEADEDGE_ES_USERNAME and LEADEDGE_ES_PASSWORD"
         )
     if isinstance(exc, SSLError):

@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import shutil
+import ssl
 import stat
 import subprocess
 import tempfile
@@ -161,7 +162,6 @@ class Elasticsearch(Component):
 
     def prepare(self) -> LaunchSpec:
         """Create config, data, logs and tmp dirs; as root, hand them to the service user."""
-        java = require_java()
         self.home.mkdir(parents=True, exist_ok=True)
         dist = self._runnable_dist()
         config = self.home / "config"
@@ -173,23 +173,19 @@ class Elasticsearch(Component):
             staging.rename(config)
         for directory in (data, logs, tmp):
             directory.mkdir(parents=True, exist_ok=True)
+        java = require_java()
+        self.configure(config, dist, java)
         uid = gid = None
         if os.geteuid() == 0:
             uid, gid = ensure_service_user()
             _chown_tree(self.home, uid, gid)
             _require_searchable(dist / "bin")
             _require_searchable(self.home.parent)
-        env = self.base_env()
-        env.pop("JAVA_HOME", None)  # ignored by ES, and it warns about it
-        env.update(
-            ES_JAVA_HOME=str(java_home(java)),
-            ES_JAVA_OPTS="-Xms512m -Xmx1g",
-            ES_PATH_CONF=str(config),
-            ES_TMPDIR=str(tmp),
-        )
+        env = self.tool_env(config, java)
+        env.update(ES_JAVA_OPTS="-Xms512m -Xmx1g", ES_TMPDIR=str(tmp))
         settings = {
             "discovery.type": "single-node",
-            "xpack.security.enabled": "false",
+            **self.security_settings(),
             "network.host": "127.0.0.1",
             "http.port": str(self.port),
             "transport.port": str(self.other_ports[0]),
@@ -204,11 +200,29 @@ class Elasticsearch(Component):
             argv=argv, cwd=self.home, env=env, marker=f"path.data={data}", uid=uid, gid=gid
         )
 
+    def tool_env(self, config: Path, java: Path) -> dict[str, str]:
+        """The environment of the server and of its command-line tools."""
+        env = self.base_env()
+        env.pop("JAVA_HOME", None)  # ignored by ES, and it warns about it
+        env.update(ES_JAVA_HOME=str(java_home(java)), ES_PATH_CONF=str(config))
+        return env
+
+    def configure(self, config: Path, dist: Path, java: Path) -> None:
+        """Add to the config dir what this server needs beyond the distribution's files."""
+
+    def security_settings(self) -> dict[str, str]:
+        """The `xpack.security` settings: off, the stack's open Elasticsearch."""
+        return {"xpack.security.enabled": "false"}
+
+    def health_request(self) -> tuple[urllib.request.Request, ssl.SSLContext | None]:
+        """The readiness probe's request and the TLS context it needs."""
+        return urllib.request.Request(f"http://{self.address}/_cluster/health"), None
+
     def is_ready(self) -> bool:
         """`GET /_cluster/health` reports yellow or green (`GET /` is 405 on this build)."""
-        url = f"http://{self.address}/_cluster/health"
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
+            request, context = self.health_request()
+            with urllib.request.urlopen(request, timeout=3, context=context) as resp:
                 health = json.load(resp)
         except (OSError, ValueError):
             return False

@@ -11,11 +11,14 @@ from leadedge.exceptions import StackError
 from leadedge.stack import ports, process
 from leadedge.stack.base import Component
 from leadedge.stack.elasticsearch import Elasticsearch
+from leadedge.stack.elasticsearch_secure import SecureElasticsearch
 from leadedge.stack.kafka import Kafka
 from leadedge.stack.process import PidRecord
 from leadedge.stack.s3 import S3
 
 COMPONENT_NAMES: tuple[str, ...] = ("kafka", "elasticsearch", "s3")
+#: Started by `up(secure=True)` or by name; stopped by `down`; in `status` only while running.
+OPTIONAL_NAMES: tuple[str, ...] = ("elasticsearch-secure",)
 
 _POLL_S = 0.5
 _ECHO_EVERY_S = 5.0
@@ -67,6 +70,7 @@ class Stack:
                 Kafka(self.state_dir, self.cache_dir, echo),
                 Elasticsearch(self.state_dir, self.cache_dir, echo),
                 S3(self.state_dir, self.cache_dir, echo),
+                SecureElasticsearch(self.state_dir, self.cache_dir, echo),
             )
         }
 
@@ -75,15 +79,19 @@ class Stack:
         try:
             return self._components[name]
         except KeyError:
-            msg = f"unknown component {name!r}; choose one of {', '.join(COMPONENT_NAMES)}"
+            names = ", ".join((*COMPONENT_NAMES, *OPTIONAL_NAMES))
+            msg = f"unknown component {name!r}; choose one of {names}"
             raise StackError(msg) from None
 
-    def up(self) -> None:
+    def up(self, secure: bool = False) -> None:
         """Install and start every component that is not running; wait until all are ready.
 
         Components already running are left alone (only waited for if still starting).
+        `secure` adds the optional ones: Elasticsearch with security on.
         """
-        components = list(self._components.values())
+        components = [
+            comp for comp in self._components.values() if secure or comp.name not in OPTIONAL_NAMES
+        ]
         for comp in components:
             if self._record(comp) is None:
                 comp.install()
@@ -119,11 +127,13 @@ class Stack:
         self._stop(self.component(name))
 
     def status(self) -> list[ComponentStatus]:
-        """Whether each component runs and answers requests."""
+        """Whether each component runs and answers requests (optional ones while running)."""
         result = []
         for comp in self._components.values():
             record = self._record(comp)
             running = record is not None
+            if comp.name in OPTIONAL_NAMES and not running:
+                continue
             result.append(
                 ComponentStatus(
                     name=comp.name,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,10 +26,34 @@ def endpoints() -> Iterator[Endpoints]:
 WorkerFactory = Callable[..., Worker]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # A failed test shows the end of each of its workers' logs: CI keeps no temp files.
+    report = yield
+    if report.failed:
+        for worker in item.stash.get(WORKERS, []):
+            if worker.log_path.exists():
+                tail = worker.log_tail(FAILED_TEST_LOG_LINES)
+                report.sections.append((f"last lines of {worker.log_path.name}", tail))
+    return report
+
+
+WORKERS = pytest.StashKey[list[Worker]]()
+FAILED_TEST_LOG_LINES = 60
+
+
 @pytest.fixture()
-def start_worker(endpoints: Endpoints, city_db: Path, tmp_path: Path) -> Iterator[WorkerFactory]:
-    """Start workers for one test; every one of them is killed when the test ends."""
+def start_worker(
+    endpoints: Endpoints, city_db: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[WorkerFactory]:
+    """Start workers for one test; every one of them is killed when the test ends.
+
+    When the test fails, its report shows the end of each worker's log.
+    """
     started: list[Worker] = []
+    request.node.stash[WORKERS] = started
 
     def start(names: Names, extra: dict[str, str] | None = None, name: str = "worker") -> Worker:
         env = worker_env(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from leadedge.config import Settings
 from leadedge.es_client import ElasticsearchConnection, as_es_connection
@@ -91,8 +92,24 @@ def test_a_refused_login_or_an_untrusted_certificate_names_what_to_check() -> No
     from leadedge.es_client import elasticsearch_problem
 
     connection = ElasticsearchConnection("https://es:9200")
-    refused = elasticsearch_problem(api_error(AuthenticationException, 401), connection)
-    assert refused is not None and "LEADEDGE_ES_API_KEY" in str(refused)
+    refused = api_error(AuthenticationException, 401)
+    # Each login names its own variables; none at all names both ways to log in.
+    logins = {
+        "LEADEDGE_ES_API_KEY": ElasticsearchConnection(
+            "https://es:9200", api_key=SecretStr("k"), username="u", password=SecretStr("p")
+        ),
+        "LEADEDGE_ES_PASSWORD": ElasticsearchConnection(
+            "https://es:9200", username="u", password=SecretStr("p")
+        ),
+    }
+    for variable, login in logins.items():
+        problem = elasticsearch_problem(refused, login)
+        assert problem is not None and variable in str(problem)
+    assert "LEADEDGE_ES_USERNAME" not in str(
+        elasticsearch_problem(refused, logins["LEADEDGE_ES_API_KEY"])
+    )
+    anonymous = str(elasticsearch_problem(refused, connection))
+    assert "requires a login" in anonymous and "LEADEDGE_ES_API_KEY" in anonymous
     # Logged in without the cluster's monitor privilege: fine for the sinks.
     assert elasticsearch_problem(api_error(AuthorizationException, 403), connection) is None
     untrusted = elasticsearch_problem(SSLError("certificate verify failed"), connection)

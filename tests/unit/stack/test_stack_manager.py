@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from leadedge.exceptions import StackError
-from leadedge.stack import COMPONENT_NAMES, Stack, ports, process
+from leadedge.stack import COMPONENT_NAMES, OPTIONAL_NAMES, Stack, ports, process
 from leadedge.stack.base import Component
 from leadedge.stack.process import LaunchSpec, PidRecord
 
@@ -70,8 +70,30 @@ def test_real_components_when_nothing_runs(tmp_path: Path) -> None:
         ("s3", "127.0.0.1:9000", False, None),
     ]
     stack.down()  # nothing of ours runs: a no-op
-    with pytest.raises(StackError, match="unknown component 'zk'"):
+    with pytest.raises(StackError, match=r"unknown component 'zk'.*elasticsearch-secure"):
         stack.start("zk")
+    # The secured Elasticsearch is optional: listed while it runs, started on request.
+    assert OPTIONAL_NAMES == ("elasticsearch-secure",)
+    assert stack.component("elasticsearch-secure").address == "127.0.0.1:9201"
+
+
+def test_up_starts_the_optional_components_only_when_asked(
+    stack: tuple[Stack, list[str]],
+) -> None:
+    s, _ = stack
+    optional_cls = type(
+        "Optional", (FakeServer,), {"name": "elasticsearch-secure", "port": _free_port()}
+    )
+    s._components["elasticsearch-secure"] = optional_cls(s.state_dir, s.cache_dir, print)
+    s.up()
+    assert [status.name for status in s.status()] == ["fake"]
+    s.up(secure=True)
+    assert [(status.name, status.ready) for status in s.status()] == [
+        ("fake", True),
+        ("elasticsearch-secure", True),
+    ]
+    s.down()
+    assert [status.name for status in s.status()] == ["fake"]
 
 
 def test_up_status_down(stack: tuple[Stack, list[str]]) -> None:
