@@ -24,9 +24,9 @@ from leadedge.merge import MergeRules
 from leadedge.processing import RecordProcessor
 from leadedge.sinks.elasticsearch import ElasticsearchSink
 from leadedge.stats_state import flush_records
-from tables.merged_requests import merged_requests
-from tables.request_history import request_history
-from tables.request_stats import stats_partials
+from leadedge.tables.merged_requests import merged_requests
+from leadedge.tables.request_history import request_history
+from leadedge.tables.request_stats import stats_partials
 
 elasticsearch_sink = ElasticsearchSink(
     url=elasticsearch,

@@ -28,7 +28,7 @@ from leadedge.sinks.elasticsearch import Document
 from leadedge.sinks.es_stats import StatsElasticsearchSink
 from leadedge.stats import WINDOW_MS
 from leadedge.stats_state import KEEP_CLOSED_MS, Plan, plan_total
-from tables.request_stats import request_stats
+from leadedge.tables.request_stats import request_stats
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from leadedge.engine.step import MergeStep
 from leadedge.history import SEQUENCE
 
 MODULES = (
-    "tables.merged_requests",
-    "tables.request_history",
-    "agents.merge",
+    "leadedge.tables.merged_requests",
+    "leadedge.tables.request_history",
+    "leadedge.agents.merge",
     "leadedge.web.ops",
     "leadedge.web.requests",
 )
@@ -40,7 +40,7 @@ def _sequence_only(self: object, partition: int, merged: object, record: object)
 
 
 # Sinks off: the engine's flush leaves Elasticsearch out (the archive is not imported).
-_merge_agent = importlib.import_module("agents.merge")
+_merge_agent = importlib.import_module("leadedge.agents.merge")
 app.batch_topic(
     _merge_agent.requests_topic,
     lambda: _merge_agent.build_engine(index=False),

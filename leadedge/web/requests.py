@@ -16,11 +16,11 @@ from leadedge.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, 
 from leadedge.merge import MergeRules, merge_event, merged_request
 from leadedge.models import Event, Rejection, request_key
 from leadedge.producer import EventProducer, NotDelivered
+from leadedge.tables.merged_requests import merged_requests
+from leadedge.tables.request_history import request_history
 from leadedge.validate import event_from_object
 from leadedge.web.common import endpoint, error, int_param, unavailable
 from leadedge.web.routing import routed_by_id
-from tables.merged_requests import merged_requests
-from tables.request_history import request_history
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS = 500

@@ -1,7 +1,7 @@
 """`requests` through the batch engine: the table, `merged-requests` and the dead letters.
 
 Records are handed over as the app's consumer hands them (a partition's fetch at a time)
-to an engine wired like `agents.merge.build_engine`, over plain-dict stores, with Kafka
+to an engine wired like `leadedge.agents.merge.build_engine`, over plain-dict stores, with Kafka
 and Elasticsearch recorded.
 """
 
@@ -16,7 +16,7 @@ import orjson
 import pytest
 from faust.types import TP
 
-import agents.merge
+import leadedge.agents.merge
 from leadedge import metrics
 from leadedge.app import app, requests_topic, settings, stats_partials_topic
 from leadedge.engine.flush import BatchEngine, OutputTopics
@@ -25,9 +25,9 @@ from leadedge.engine.write_back import MemoryPartitions
 from leadedge.enrich import Enricher
 from leadedge.history import CHUNK_SIZE, chunk_key, open_entries
 from leadedge.stats_state import flush_records
-from tables.merged_requests import merged_requests
-from tables.request_history import request_history
-from tables.request_stats import stats_partials
+from leadedge.tables.merged_requests import merged_requests
+from leadedge.tables.request_history import request_history
+from leadedge.tables.request_stats import stats_partials
 from tests.unit.leadedge.engine.fakes import (
     HISTORY_CHANGELOG,
     MERGED_CHANGELOG,
@@ -245,7 +245,7 @@ async def test_dead_letters_are_counted_by_reason(merge: Harness) -> None:
 @pytest.fixture()
 def wired() -> Iterator[BatchEngine]:
     """The engine `agents.merge` builds, writing to a recorder instead of Kafka."""
-    engine = agents.merge.build_engine()
+    engine = leadedge.agents.merge.build_engine()
     engine.kafka = RecordingKafka()  # type: ignore[assignment]
     engine.elasticsearch = None
     yield engine
@@ -276,9 +276,12 @@ def test_the_engine_is_wired_to_the_apps_tables_topics_and_settings(wired: Batch
     assert wired.flush_interval_s == settings.flush_interval_ms / 1000
     assert wired.max_pending_records == settings.flush_max_records
     assert wired.on_fatal == app.crash
-    assert isinstance(agents.merge.build_engine().kafka, KafkaBatchWriter)
-    assert agents.merge.build_engine().elasticsearch is agents.merge.elasticsearch_sink
-    assert agents.merge.build_engine(index=False).elasticsearch is None
+    assert isinstance(leadedge.agents.merge.build_engine().kafka, KafkaBatchWriter)
+    assert (
+        leadedge.agents.merge.build_engine().elasticsearch
+        is leadedge.agents.merge.elasticsearch_sink
+    )
+    assert leadedge.agents.merge.build_engine(index=False).elasticsearch is None
 
 
 async def test_a_flushed_request_is_readable_through_the_faust_table(wired: BatchEngine) -> None:
@@ -293,7 +296,7 @@ def test_the_requests_topic_is_handed_to_the_engine_and_every_table_and_page_reg
     app.discover()
     assert isinstance(app.batch_handler(settings.requests_topic), BatchEngine)
     assert requests_topic in app.topics  # subscribed
-    assert not any(name.startswith("agents.merge.") for name in app.agents)
+    assert not any(name.startswith("leadedge.agents.merge.") for name in app.agents)
     assert {"merged_requests", "request_history", "stats_partials"} <= set(app.tables)
     web: Any = app.web
     paths = {view.view_path for view in web.views.values()} if hasattr(web, "views") else set()

@@ -17,10 +17,10 @@ import orjson
 import pytest
 from faust.types import EventT
 
-from agents.stats import documents, total_stats
 from leadedge import health, stats_state
+from leadedge.agents.stats import documents, total_stats
 from leadedge.app import app, stats_topic
-from tables.request_stats import request_stats, stats_partials
+from leadedge.tables.request_stats import request_stats, stats_partials
 from tests.unit.agents.fixtures import RecordingTopic
 from tests.unit.leadedge.engine.fakes import build, record
 
@@ -99,7 +99,7 @@ async def test_an_exception_does_not_escape_the_totals_loop(
             raise RuntimeError("boom")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr("agents.stats.plan_total", broken)
+    monkeypatch.setattr("leadedge.agents.stats.plan_total", broken)
     partials = await partials_of((b"x1", b'{"id":"x1","source":1}'))
     async with total_stats.test_context() as agent:
         await agent.put(partials[0][1], key=partials[0][0])
@@ -130,7 +130,9 @@ def test_the_newest_total_of_each_window_is_indexed_versioned_by_its_event_count
 
 def test_the_stats_agents_tables_and_pages_are_registered() -> None:
     app.discover()
-    assert {"agents.stats.total_stats", "agents.stats.index_stats"} <= set(app.agents)
+    assert {"leadedge.agents.stats.total_stats", "leadedge.agents.stats.index_stats"} <= set(
+        app.agents
+    )
     assert {"stats_partials", "request_stats"} <= set(app.tables)
     web: Any = app.web
     routes = {str(route.resource.canonical) for route in web.web_app.router.routes()}
@@ -140,8 +142,8 @@ def test_the_stats_agents_tables_and_pages_are_registered() -> None:
 async def test_windows_elasticsearch_refuses_are_reported_until_a_batch_passes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agents import stats as stats_agents
-    from agents.stats import index_stats
+    from leadedge.agents import stats as stats_agents
+    from leadedge.agents.stats import index_stats
     from leadedge.sinks.elasticsearch import WriteResult
 
     outcomes = [RuntimeError("no such index"), WriteResult(rejected=[("w1", "mapping")]), None]

@@ -17,13 +17,13 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from faust.types.tuples import Message, ack_lock
 
-import agents.merge  # noqa: F401 (registers the requests topic's batch handler)
+import leadedge.agents.merge  # noqa: F401 (registers the requests topic's batch handler)
 from leadedge.app import app, settings
 from leadedge.engine.intake import BatchConsumer
 from leadedge.engine.write_back import encode_key, encode_value
-from tables.merged_requests import merged_requests
-from tables.request_history import request_history
-from tables.request_stats import stats_partials
+from leadedge.tables.merged_requests import merged_requests
+from leadedge.tables.request_history import request_history
+from leadedge.tables.request_stats import stats_partials
 
 TP0 = TP(settings.requests_topic, 0)
 
