@@ -20,10 +20,10 @@ from leadedge.engine.intake import BatchConsumer, BatchHandler
 from leadedge.engine.process import tune_garbage_collection
 from leadedge.es_client import ElasticsearchConnection, check_elasticsearch
 from leadedge.exceptions import ConfigError
-from leadedge.kafka_admin import TopicSpec, ensure_topics
+from leadedge.kafka_admin import ensure_topics
 from leadedge.kafka_client import KafkaConnection, check_connection
-from leadedge.stats_topics import stats_partials_topic_name, stats_topic_specs
 from leadedge.table_stores import discard_after_unclean_stop, mark_clean_stop
+from leadedge.topics import TopicSpec, topic_specs
 from leadedge.web.auth import ApiKeys
 from leadedge.web.server import GuardedWeb, WebLimits
 
@@ -120,7 +120,7 @@ class LeadEdgeApp(faust.App):
                     len(discarded),
                 )
         if self.conf.broker[0].scheme == "kafka":
-            await ensure_topics(kafka, topic_specs(settings))
+            await ensure_topics(kafka, list(dataflow_topics))
 
     async def on_stop(self) -> None:
         """Bound the stop: with Kafka, Elasticsearch or S3 down it could wait for ever.
@@ -197,21 +197,6 @@ def arm_shutdown_deadline(timeout_s: float) -> None:
     _shutdown_deadline.start()
 
 
-def topic_specs(config: Settings) -> list[TopicSpec]:
-    """The topics of DESIGN's dataflow, plus those of the per-minute stats."""
-    return [
-        TopicSpec(config.requests_topic, config.partitions, config.replication_factor),
-        TopicSpec(
-            config.merged_topic,
-            config.partitions,
-            config.replication_factor,
-            {"cleanup.policy": "compact"},
-        ),
-        TopicSpec(config.dlq_topic, config.partitions, config.replication_factor),
-        *stats_topic_specs(config),
-    ]
-
-
 app = LeadEdgeApp(
     settings.app_id,
     broker=settings.broker,
@@ -251,48 +236,27 @@ app = LeadEdgeApp(
     producer_max_batch_size=512 * 1024,
 )
 
-# Raw bytes in: the merge agent validates them itself, so a bad record is routed to the
-# dead-letter topic with its original bytes instead of crashing a deserializer.
-requests_topic = app.topic(
-    settings.requests_topic,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-)
-merged_topic = app.topic(
-    settings.merged_topic,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-    config={"cleanup.policy": "compact"},
-)
-dlq_topic = app.topic(
-    settings.dlq_topic,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-)
+# Every topic is raw bytes: the merge agent validates records itself, so a bad one is
+# routed to the dead-letter topic with its original bytes instead of crashing a
+# deserializer; the stats agents decode their own records too.
+dataflow_topics = topic_specs(settings)
+
+
+def _declare(spec: TopicSpec) -> TopicT:
+    return app.topic(
+        spec.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions,
+        config=spec.config or None,
+    )
+
+
+requests_topic = _declare(dataflow_topics.requests)
+merged_topic = _declare(dataflow_topics.merged)
+dlq_topic = _declare(dataflow_topics.dead_letters)
 # Per-minute aggregates: partial counts keyed by window id, and the published totals.
-stats_partials_topic = app.topic(
-    stats_partials_topic_name(settings),
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-)
-stats_topic = app.topic(
-    settings.stats_topic,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-    config=stats_topic_specs(settings)[1].config,
-)
+stats_partials_topic = _declare(dataflow_topics.stats_partials)
+stats_topic = _declare(dataflow_topics.stats)

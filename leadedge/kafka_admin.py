@@ -5,24 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from leadedge.kafka_client import KafkaConnection, as_connection
+from leadedge.topics import TopicSpec
+
+__all__ = ["TopicSpec", "ensure_topics"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    """A topic as leadedge needs it."""
-
-    name: str
-    partitions: int
-    replication_factor: int
-    config: dict[str, str] = field(default_factory=dict)
 
 
 async def ensure_topics(
