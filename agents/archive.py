@@ -16,11 +16,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
 from leadedge import health, metrics
-from leadedge.app import app, kafka, settings
-from leadedge.archive import PartitionBuffer, hour_of
 from leadedge.config import s3_keys
 from leadedge.engine import undecodable
-from leadedge.models import SourceRecord
+from leadedge.engine.app import app, kafka, settings
+from leadedge.rules.archive import PartitionBuffer, hour_of
+from leadedge.rules.models import SourceRecord
 from leadedge.sinks.s3 import S3Sink
 
 log = logging.getLogger(__name__)

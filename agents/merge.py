@@ -14,16 +14,16 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TableT
 from mode import Service
 
-from leadedge.app import app, elasticsearch, requests_topic, settings, stats_partials_topic
+from leadedge.engine.app import app, elasticsearch, requests_topic, settings, stats_partials_topic
 from leadedge.engine.flush import BatchEngine, OutputTopics
 from leadedge.engine.kafka_out import KafkaBatchWriter
 from leadedge.engine.step import MergeStep
 from leadedge.engine.write_back import MemoryPartitions, RocksDBPartitions, WriteBackTable
-from leadedge.enrich import Enricher
-from leadedge.merge import MergeRules
-from leadedge.processing import RecordProcessor
+from leadedge.rules.enrich import Enricher
+from leadedge.rules.merge import MergeRules
+from leadedge.rules.processing import RecordProcessor
+from leadedge.rules.stats_state import flush_records
 from leadedge.sinks.elasticsearch import ElasticsearchSink
-from leadedge.stats_state import flush_records
 from leadedge.tables.merged_requests import merged_requests
 from leadedge.tables.request_history import request_history
 from leadedge.tables.request_stats import stats_partials

@@ -3,7 +3,7 @@
 Step 1 (each source partition's partial count of each window) runs in the batch engine,
 from the same pass over each event as the merge (see `leadedge.engine.step`), and its
 newest partials go to the internal partials topic with every flush. Here two thin agents
-around the pure rules of `leadedge.stats_state`:
+around the pure rules of `leadedge.rules.stats_state`:
 
 2. `total_stats` keeps each window's total (latest partial per source partition) and
    publishes it to `request-stats` (compacted, key = window id);
@@ -23,11 +23,11 @@ from faust.types import EventT
 from mode import Service
 
 from leadedge import health
-from leadedge.app import app, elasticsearch, settings, stats_partials_topic, stats_topic
+from leadedge.engine.app import app, elasticsearch, settings, stats_partials_topic, stats_topic
+from leadedge.rules.stats import WINDOW_MS
+from leadedge.rules.stats_state import KEEP_CLOSED_MS, Plan, plan_total
 from leadedge.sinks.elasticsearch import Document
 from leadedge.sinks.es_stats import StatsElasticsearchSink
-from leadedge.stats import WINDOW_MS
-from leadedge.stats_state import KEEP_CLOSED_MS, Plan, plan_total
 from leadedge.tables.request_stats import request_stats
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 
 from bench.common import Names, Worker, log, worker_env
-from leadedge.demo import trickle
+from leadedge.tools.demo import trickle
 
 BATCH = 100
 CLIENTS = 4

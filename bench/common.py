@@ -26,8 +26,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from leadedge.clients.kafka_admin import TopicSpec, ensure_topics
 from leadedge.config import Settings, bootstrap_servers
-from leadedge.kafka_admin import TopicSpec, ensure_topics
 from leadedge.stack.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, local_s3_environment
 
 T = TypeVar("T")

@@ -168,11 +168,11 @@ def worker(tree: str, args: argparse.Namespace) -> None:
     sys.path.insert(0, tree)
     from bench.common import geoip_db
     from leadedge.config import Settings
-    from leadedge.enrich import Enricher
-    from leadedge.history import append, chunk_key, entry
-    from leadedge.merge import MergeRules, merged_request
-    from leadedge.models import Rejection, SourceRecord
-    from leadedge.processing import Merged, RecordProcessor, Skipped
+    from leadedge.rules.enrich import Enricher
+    from leadedge.rules.history import append, chunk_key, entry
+    from leadedge.rules.merge import MergeRules, merged_request
+    from leadedge.rules.models import Rejection, SourceRecord
+    from leadedge.rules.processing import Merged, RecordProcessor, Skipped
 
     print(f"{tree}: leadedge from {sys.modules['leadedge'].__file__}", file=sys.stderr)
     settings = Settings()
@@ -224,7 +224,7 @@ def worker(tree: str, args: argparse.Namespace) -> None:
 def _state_default() -> Any:
     """orjson's `default` for the states of the code on the path (older code needs none)."""
     try:
-        from leadedge.event_ids import json_default
+        from leadedge.rules.event_ids import json_default
     except ImportError:
         return None
     return json_default

@@ -16,7 +16,7 @@ import faust
 import orjson
 
 from leadedge import metrics
-from leadedge.app import app, requests_topic
+from leadedge.engine.app import app, requests_topic
 
 app.conf.autodiscover = False
 importlib.import_module("leadedge.web.ops")

@@ -35,7 +35,7 @@ from aiokafka.partitioner import murmur2
 
 from bench.common import log
 from leadedge.config import bootstrap_servers
-from leadedge.demo import ADDRESSES, CHROME, DOMAINS, FIREFOX, SAFARI
+from leadedge.tools.demo import ADDRESSES, CHROME, DOMAINS, FIREFOX, SAFARI
 
 MIN_BYTES = 200
 MAX_BYTES = 400
@@ -62,7 +62,7 @@ USER_AGENTS = (
 # Weights roughly like a web audience: Chrome first, then mobile Safari, then the rest.
 USER_AGENT_WEIGHTS = (30, 18, 5, 9, 14, 7, 5, 4, 5, 3)
 
-# Addresses the MaxMind test databases know, besides leadedge.demo's.
+# Addresses the MaxMind test databases know, besides leadedge.tools.demo's.
 KNOWN_ADDRESSES = (
     *ADDRESSES,
     "81.2.69.160",

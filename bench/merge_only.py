@@ -14,9 +14,9 @@ import os
 
 import orjson
 
-from leadedge.app import app
+from leadedge.engine.app import app
 from leadedge.engine.step import MergeStep
-from leadedge.history import SEQUENCE
+from leadedge.rules.history import SEQUENCE
 
 MODULES = (
     "leadedge.tables.merged_requests",

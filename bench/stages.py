@@ -277,11 +277,11 @@ def _pure_setup(events: int, seed: int) -> tuple[Any, list[tuple[bytes, bytes]]]
     from bench.loadgen import Generator, LoadShape, encode
     from leadedge.config import Settings
     from leadedge.engine.process import tune_garbage_collection
-    from leadedge.enrich import Enricher
-    from leadedge.merge import MergeRules
-    from leadedge.processing import RecordProcessor
+    from leadedge.rules.enrich import Enricher
+    from leadedge.rules.merge import MergeRules
+    from leadedge.rules.processing import RecordProcessor
 
-    # The garbage collector as the worker runs it (leadedge.app).
+    # The garbage collector as the worker runs it (leadedge.engine.app).
     tune_garbage_collection()
     settings = Settings()
     processor = RecordProcessor(
@@ -298,11 +298,11 @@ def _pure_setup(events: int, seed: int) -> tuple[Any, list[tuple[bytes, bytes]]]
 
 def _pure_loop(processor: Any, records: list[tuple[bytes, bytes]]) -> int:
     """What the merge agent does per record, with dicts of bytes for the two tables."""
-    from leadedge.event_ids import json_default
-    from leadedge.history import append, chunk_key, entry
-    from leadedge.merge import merged_request
-    from leadedge.models import SourceRecord
-    from leadedge.processing import Merged
+    from leadedge.rules.event_ids import json_default
+    from leadedge.rules.history import append, chunk_key, entry
+    from leadedge.rules.merge import merged_request
+    from leadedge.rules.models import SourceRecord
+    from leadedge.rules.processing import Merged
 
     history_length = 1000
     states: dict[str, bytes] = {}
@@ -390,11 +390,11 @@ def request_length(
     """
     import statistics
 
-    from leadedge.event_ids import json_default
-    from leadedge.history import append, chunk_key, entry
-    from leadedge.merge import merged_request
-    from leadedge.models import SourceRecord
-    from leadedge.processing import Merged
+    from leadedge.rules.event_ids import json_default
+    from leadedge.rules.history import append, chunk_key, entry
+    from leadedge.rules.merge import merged_request
+    from leadedge.rules.models import SourceRecord
+    from leadedge.rules.processing import Merged
 
     longest = max(lengths)
     batches = _requests_of(longest, requests, seed)

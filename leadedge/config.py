@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1)
     replication_factor: int = Field(1, ge=1)
     store: str = "rocksdb://"
-    # How every Kafka client connects (see `leadedge.kafka_client`): PLAINTEXT, SSL,
+    # How every Kafka client connects (see `leadedge.clients.kafka`): PLAINTEXT, SSL,
     # SASL_PLAINTEXT or SASL_SSL; SASL with PLAIN or SCRAM-SHA-256/512; TLS trusting the
     # CA file (else the system's), with a client certificate and key when both are set.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -79,14 +79,14 @@ class Settings(BaseSettings):
     # A request's whole state (merged fields, newest history, event ids) in bytes; an
     # event that would take it past this is refused (state_too_large). At most 880 KiB:
     # the state must stay under Kafka's 1 MiB record with what it may grow by between
-    # two measures (leadedge.processing).
+    # two measures (leadedge.rules.processing).
     max_state_bytes: int = Field(768 * 1024, ge=64 * 1024, le=880 * 1024)
     history_length: int = Field(1000, ge=1)
 
     # Elasticsearch
     es_url: str = "http://127.0.0.1:9200"
-    # How every Elasticsearch client logs in (see `leadedge.es_client`): an Elastic Cloud
-    # id instead of the URL; a user and password, or an API key (base64 "id:key");
+    # How every Elasticsearch client logs in (see `leadedge.clients.elasticsearch`): an
+    # Elastic Cloud id instead of the URL; a user and password, or an API key (base64 "id:key");
     # TLS trusting a CA file or a certificate's SHA-256 fingerprint (else the system's).
     es_cloud_id: str | None = None
     es_username: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leadedge.app import app, settings
+from leadedge.engine.app import app, settings
 
 # The value is the merge state (a JSON object): the merged fields plus "_" bookkeeping,
 # including the last applied source offset that makes redelivery harmless.

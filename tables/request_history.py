@@ -1,8 +1,8 @@
-"""Each request's timeline in chunks (see `leadedge.history`), beside the merged state."""
+"""Each request's timeline in chunks (see `leadedge.rules.history`), beside the merged state."""
 
 from __future__ import annotations
 
-from leadedge.app import app, settings
+from leadedge.engine.app import app, settings
 
 # Keys are "{id}\x1f{chunk}"; written while handling the id's events, so every chunk
 # lives in the same partition as the id's merged request.

@@ -1,7 +1,7 @@
 """leadedge's merge written with Quix Streams: a peer to compare against, not the product.
 
 The merge itself is leadedge's own pure code (`RecordProcessor`: validation, merge rules,
-enrichment; `leadedge.history` for the timeline; `merged_request` for the output), so
+enrichment; `leadedge.rules.history` for the timeline; `merged_request` for the output), so
 only the framework differs. Like the merge agent, per record it:
 
 - reads the request's state and writes it back (Quix's RocksDB state store, with its
@@ -32,11 +32,11 @@ from quixstreams.state import State
 
 from leadedge.config import Settings
 from leadedge.engine.process import tune_garbage_collection
-from leadedge.enrich import Enricher
-from leadedge.history import append, entry
-from leadedge.merge import EVENT_IDS, MergeRules, merged_request
-from leadedge.models import Rejection, SourceRecord
-from leadedge.processing import Merged, RecordProcessor
+from leadedge.rules.enrich import Enricher
+from leadedge.rules.history import append, entry
+from leadedge.rules.merge import EVENT_IDS, MergeRules, merged_request
+from leadedge.rules.models import Rejection, SourceRecord
+from leadedge.rules.processing import Merged, RecordProcessor
 
 STATE_KEY = "state"
 MERGED, REJECTED, SKIPPED = "m", "r", "s"

@@ -40,14 +40,14 @@ import orjson
 from faust.types import TP
 
 from leadedge import metrics
-from leadedge.dead_letters import dead_letter
+from leadedge.engine.dead_letters import dead_letter
 from leadedge.engine.kafka_out import KafkaBatchWriter, OutRecord
 from leadedge.engine.step import MergeStep, Pending
 from leadedge.engine.write_back import WriteBackTable, encode_key
-from leadedge.merge import COUNT, SOURCE, UPDATED, merged_request
-from leadedge.models import Rejection, SourceRecord
+from leadedge.rules.merge import COUNT, SOURCE, UPDATED, merged_request
+from leadedge.rules.models import Rejection, SourceRecord
+from leadedge.rules.stats_state import UnsentPartials
 from leadedge.sinks.elasticsearch import Document, ElasticsearchSink
-from leadedge.stats_state import UnsentPartials
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from leadedge.engine.undecodable import undecodable_reason
 from leadedge.engine.write_back import WriteBackTable
-from leadedge.history import append, chunk_key, entry
-from leadedge.models import Rejection, SourceRecord
-from leadedge.processing import Merged, RecordProcessor
-from leadedge.stats import count_applied
-from leadedge.stats_state import PartitionCount, UnsentPartials, kept_partials
+from leadedge.rules.history import append, chunk_key, entry
+from leadedge.rules.models import Rejection, SourceRecord
+from leadedge.rules.processing import Merged, RecordProcessor
+from leadedge.rules.stats import count_applied
+from leadedge.rules.stats_state import PartitionCount, UnsentPartials, kept_partials
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class MergeStep:
         """Append the event to its request's timeline, the open chunk in the state.
 
         A chunk the event fills is written before the state that no longer holds it; both
-        go out in the same flush, in that order (see `leadedge.history.append`).
+        go out in the same flush, in that order (see `leadedge.rules.history.append`).
         """
         full = append(merged.state, entry(merged.event, record), self.history_length)
         if full is not None:
@@ -186,7 +186,7 @@ class MergeStep:
                 self.history.delete(partition, chunk_key(merged.key, full.drop))
 
     def count(self, count: PartitionCount, record: SourceRecord, merged: Merged) -> str:
-        """Step 1 of the per-minute stats for an applied event (see `leadedge.stats_state`)."""
+        """Step 1 of the per-minute stats of an applied event (`leadedge.rules.stats_state`)."""
         try:
             counted = count_applied(
                 merged.event, merged.state, merged.created, self.processor.rules

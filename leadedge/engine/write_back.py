@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import orjson
 from faust.types import TP
 
-from leadedge.event_ids import json_default
+from leadedge.rules.event_ids import json_default
 
 # A deleted key in a cache: its changelog record is a tombstone.
 DELETED: Any = None

@@ -14,7 +14,7 @@ from elasticsearch.exceptions import ApiError, ConnectionError, ConnectionTimeou
 from elasticsearch.serializer import OrjsonSerializer
 
 from leadedge import metrics
-from leadedge.es_client import ElasticsearchConnection, as_es_connection
+from leadedge.clients.elasticsearch import ElasticsearchConnection, as_es_connection
 from leadedge.exceptions import SinkError
 from leadedge.sinks.es_mapping import requests_template
 from leadedge.sinks.retry import retry_forever

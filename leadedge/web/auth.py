@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from leadedge.exceptions import ConfigError, LeadEdgeError
-from leadedge.validate import PROJECT_NAME
+from leadedge.rules.validate import PROJECT_NAME
 
 log = logging.getLogger(__name__)
 

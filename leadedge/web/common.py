@@ -15,7 +15,7 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 
 from leadedge import metrics
-from leadedge.app import app
+from leadedge.engine.app import app
 from leadedge.web.access import Access, caller_of, declare
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from faust.transport.consumer import Consumer
 from faust.web import Request, Response, View
 
 from leadedge import health, metrics
-from leadedge.app import app
+from leadedge.engine.app import app
 from leadedge.web.access import Access
 from leadedge.web.common import endpoint, not_ready_because, recovery, recovery_remaining
 from leadedge.web.openapi import OPENAPI

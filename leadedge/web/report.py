@@ -20,10 +20,10 @@ from elasticsearch.serializer import OrjsonSerializer
 from faust.web import Request, Response, View
 from mode import Service
 
-from leadedge.app import app, elasticsearch, settings
-from leadedge.es_client import ElasticsearchConnection, as_es_connection
-from leadedge.merge import format_time
-from leadedge.stats import WINDOW_MS, add_numbers
+from leadedge.clients.elasticsearch import ElasticsearchConnection, as_es_connection
+from leadedge.engine.app import app, elasticsearch, settings
+from leadedge.rules.merge import format_time
+from leadedge.rules.stats import WINDOW_MS, add_numbers
 from leadedge.web.common import endpoint, error, int_param, unavailable
 
 log = logging.getLogger(__name__)

@@ -11,14 +11,14 @@ from faust.web import Request, Response, View
 from mode import Service
 
 from leadedge import metrics
-from leadedge.app import app, kafka, settings
-from leadedge.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, page
-from leadedge.merge import MergeRules, merge_event, merged_request
-from leadedge.models import Event, Rejection, request_key
-from leadedge.producer import EventProducer, NotDelivered
+from leadedge.clients.producer import EventProducer, NotDelivered
+from leadedge.engine.app import app, kafka, settings
+from leadedge.rules.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, page
+from leadedge.rules.merge import MergeRules, merge_event, merged_request
+from leadedge.rules.models import Event, Rejection, request_key
+from leadedge.rules.validate import event_from_object
 from leadedge.tables.merged_requests import merged_requests
 from leadedge.tables.request_history import request_history
-from leadedge.validate import event_from_object
 from leadedge.web.common import endpoint, error, int_param, unavailable
 from leadedge.web.routing import routed_by_id
 

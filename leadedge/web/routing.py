@@ -18,8 +18,8 @@ import aiohttp
 from faust.web import Request, Response, View
 from yarl import URL
 
-from leadedge.app import app, settings
-from leadedge.partitioning import partition_of
+from leadedge.engine.app import app, settings
+from leadedge.rules.partitioning import partition_of
 from leadedge.web.common import Handler, not_ready_because, unavailable
 
 FORWARDED = "X-Leadedge-Forwarded"

@@ -30,7 +30,7 @@ from faust.web.drivers.aiohttp import Web
 
 from leadedge import metrics
 from leadedge.config import Settings
-from leadedge.models import DEFAULT_PROJECT
+from leadedge.rules.models import DEFAULT_PROJECT
 from leadedge.web.access import CALLER, Access, access_of
 from leadedge.web.auth import ApiKeys, Caller
 

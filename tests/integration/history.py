@@ -11,12 +11,12 @@ from typing import Any
 import maxminddb
 import orjson
 
-from leadedge.demo import ADDRESSES, CHROME, FIREFOX, SAFARI
-from leadedge.enrich import Enricher
-from leadedge.merge import Applied, MergeRules, merge_event, merged_request
-from leadedge.models import Event, State
-from leadedge.stats import Window, add_numbers, source_label, window_start
-from leadedge.validate import event_from_object
+from leadedge.rules.enrich import Enricher
+from leadedge.rules.merge import Applied, MergeRules, merge_event, merged_request
+from leadedge.rules.models import Event, State
+from leadedge.rules.stats import Window, add_numbers, source_label, window_start
+from leadedge.rules.validate import event_from_object
+from leadedge.tools.demo import ADDRESSES, CHROME, FIREFOX, SAFARI
 
 BASE_TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from leadedge.config import bootstrap_servers
-from leadedge.partitioning import partition_of
+from leadedge.rules.partitioning import partition_of
 from tests.integration.checks import JSON
 from tests.integration.conftest import WorkerFactory
 from tests.integration.kafka_io import produce, read_all

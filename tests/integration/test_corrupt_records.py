@@ -10,8 +10,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from leadedge.clients.kafka_admin import TopicSpec, ensure_topics
 from leadedge.config import bootstrap_servers
-from leadedge.kafka_admin import TopicSpec, ensure_topics
 from tests.integration.checks import archived_lines
 from tests.integration.conftest import WorkerFactory
 from tests.integration.kafka_io import read_all

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from leadedge.demo import EXAMPLE
+from leadedge.tools.demo import EXAMPLE
 from leadedge.web.auth import add_key
 from tests.integration.checks import JSON
 from tests.integration.conftest import WorkerFactory

@@ -16,14 +16,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from elasticsearch import Elasticsearch
 
-from leadedge.archive import archive_line, hour_of, object_key
+from leadedge.clients.kafka_admin import TopicSpec, ensure_topics
 from leadedge.config import bootstrap_servers
-from leadedge.demo import CHROME, EXAMPLE, SAFARI
-from leadedge.kafka_admin import TopicSpec, ensure_topics
-from leadedge.merge import format_time
-from leadedge.models import SourceRecord
-from leadedge.reindex import ReindexError, reindex
-from leadedge.replay import ReplaySummary, replay
+from leadedge.rules.archive import archive_line, hour_of, object_key
+from leadedge.rules.merge import format_time
+from leadedge.rules.models import SourceRecord
+from leadedge.tools.demo import CHROME, EXAMPLE, SAFARI
+from leadedge.tools.reindex import ReindexError, reindex
+from leadedge.tools.replay import ReplaySummary, replay
 from tests.integration.checks import archived_lines
 from tests.integration.conftest import WorkerFactory
 from tests.integration.kafka_io import read_all

@@ -25,8 +25,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from leadedge.demo import EXAMPLE, trickle
-from leadedge.stats import window_start
+from leadedge.rules.stats import window_start
+from leadedge.tools.demo import EXAMPLE, trickle
 from tests.integration.conftest import WorkerFactory
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.stack import Endpoints

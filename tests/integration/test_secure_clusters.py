@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from leadedge.demo import EXAMPLE
+from leadedge.tools.demo import EXAMPLE
 from tests.integration.checks import JSON, archived_lines
 from tests.integration.conftest import WorkerFactory
 from tests.integration.secure import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from leadedge.table_stores import CLEAN_STOP_MARKER
+from leadedge.engine.table_stores import CLEAN_STOP_MARKER
 from tests.integration.conftest import WorkerFactory
 from tests.integration.history import generate, reference_merge
 from tests.integration.kafka_io import produce

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
-from leadedge.demo import EXAMPLE
+from leadedge.tools.demo import EXAMPLE
 from tests.integration.conftest import WorkerFactory
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.stack import Endpoints

@@ -59,7 +59,7 @@ def fetch(
 
 def served_routes() -> set[tuple[str, str]]:
     """(method, path pattern) of every route the worker mounts, read from its app."""
-    from leadedge.app import app
+    from leadedge.engine.app import app
 
     app.discover()
     app.web.init_server()

@@ -18,13 +18,13 @@ from faust.types import TP
 
 import leadedge.agents.merge
 from leadedge import metrics
-from leadedge.app import app, requests_topic, settings, stats_partials_topic
+from leadedge.engine.app import app, requests_topic, settings, stats_partials_topic
 from leadedge.engine.flush import BatchEngine, OutputTopics
 from leadedge.engine.kafka_out import KafkaBatchWriter
 from leadedge.engine.write_back import MemoryPartitions
-from leadedge.enrich import Enricher
-from leadedge.history import CHUNK_SIZE, chunk_key, open_entries
-from leadedge.stats_state import flush_records
+from leadedge.rules.enrich import Enricher
+from leadedge.rules.history import CHUNK_SIZE, chunk_key, open_entries
+from leadedge.rules.stats_state import flush_records
 from leadedge.tables.merged_requests import merged_requests
 from leadedge.tables.request_history import request_history
 from leadedge.tables.request_stats import stats_partials

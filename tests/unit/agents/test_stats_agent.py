@@ -17,9 +17,10 @@ import orjson
 import pytest
 from faust.types import EventT
 
-from leadedge import health, stats_state
+from leadedge import health
 from leadedge.agents.stats import documents, total_stats
-from leadedge.app import app, stats_topic
+from leadedge.engine.app import app, stats_topic
+from leadedge.rules import stats_state
 from leadedge.tables.request_stats import request_stats, stats_partials
 from tests.unit.agents.fixtures import RecordingTopic
 from tests.unit.leadedge.engine.fakes import build, record

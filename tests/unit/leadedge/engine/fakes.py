@@ -15,11 +15,11 @@ from leadedge.engine.flush import BatchEngine, OutputTopics
 from leadedge.engine.kafka_out import KafkaBatchWriter, OutRecord
 from leadedge.engine.step import MergeStep
 from leadedge.engine.write_back import MemoryPartitions, WriteBackTable, encode_key
-from leadedge.enrich import Enricher
-from leadedge.merge import MergeRules
-from leadedge.processing import RecordProcessor
+from leadedge.rules.enrich import Enricher
+from leadedge.rules.merge import MergeRules
+from leadedge.rules.processing import RecordProcessor
+from leadedge.rules.stats_state import flush_records
 from leadedge.sinks.elasticsearch import Document, ElasticsearchSink, WriteResult
-from leadedge.stats_state import flush_records
 
 REQUESTS = "requests"
 TOPICS = OutputTopics(

@@ -42,18 +42,18 @@ from faust.types import TP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadedge import history
 from leadedge.engine.flush import BatchEngine
 from leadedge.engine.kafka_out import KafkaBatchWriter, OutRecord
 from leadedge.engine.step import MergeStep
 from leadedge.engine.write_back import WriteBackTable
-from leadedge.enrich import Enricher
-from leadedge.history import OPEN, SEQUENCE, chunk_key, chunks_to_read, entry
-from leadedge.merge import Applied, MergeRules, merge_event, merged_request
-from leadedge.models import Event, SourceRecord, State
-from leadedge.processing import RecordProcessor
-from leadedge.stats_state import flush_records
-from leadedge.validate import parse_event
+from leadedge.rules import history
+from leadedge.rules.enrich import Enricher
+from leadedge.rules.history import OPEN, SEQUENCE, chunk_key, chunks_to_read, entry
+from leadedge.rules.merge import Applied, MergeRules, merge_event, merged_request
+from leadedge.rules.models import Event, SourceRecord, State
+from leadedge.rules.processing import RecordProcessor
+from leadedge.rules.stats_state import flush_records
+from leadedge.rules.validate import parse_event
 from tests.unit.leadedge.engine.fakes import (
     HISTORY_CHANGELOG,
     MAX_EVENT_BYTES,
@@ -63,7 +63,7 @@ from tests.unit.leadedge.engine.fakes import (
     TOPICS,
     record,
 )
-from tests.unit.leadedge.test_stats_properties import (
+from tests.unit.leadedge.rules.test_stats_properties import (
     EVENT,
     NO_LATENESS,
     PARTITIONS,

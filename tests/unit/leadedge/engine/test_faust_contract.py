@@ -18,7 +18,7 @@ from faust.types import TP
 from faust.types.tuples import Message, ack_lock
 
 import leadedge.agents.merge  # noqa: F401 (registers the requests topic's batch handler)
-from leadedge.app import app, settings
+from leadedge.engine.app import app, settings
 from leadedge.engine.intake import BatchConsumer
 from leadedge.engine.write_back import encode_key, encode_value
 from leadedge.tables.merged_requests import merged_requests

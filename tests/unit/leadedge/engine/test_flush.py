@@ -10,10 +10,10 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from leadedge import metrics
-from leadedge.history import CHUNK_SIZE, chunk_key
-from leadedge.merge import merged_request
-from leadedge.stats import WINDOW_MS
-from leadedge.stats_state import KEEP_CLOSED_MS, SEP
+from leadedge.rules.history import CHUNK_SIZE, chunk_key
+from leadedge.rules.merge import merged_request
+from leadedge.rules.stats import WINDOW_MS
+from leadedge.rules.stats_state import KEEP_CLOSED_MS, SEP
 from tests.unit.leadedge.engine.fakes import (
     HISTORY_CHANGELOG,
     MERGED_CHANGELOG,

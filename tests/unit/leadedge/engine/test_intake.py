@@ -11,7 +11,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 import leadedge.agents.merge  # noqa: F401 (registers the requests topic's batch handler)
-from leadedge.app import app, settings
+from leadedge.engine.app import app, settings
 from leadedge.engine.intake import BatchConsumer
 from tests.unit.leadedge.engine.fakes import record
 

@@ -9,11 +9,11 @@ import pytest
 from leadedge.engine import step as step_module
 from leadedge.engine.undecodable import UNDECODABLE_HEADER
 from leadedge.engine.write_back import DELETED
-from leadedge.history import CHUNK_SIZE, chunk_key, open_entries
-from leadedge.merge import COUNT, format_time
-from leadedge.models import SourceRecord
-from leadedge.stats import WINDOW_MS, window_start
-from leadedge.stats_state import clock_key, partial_key
+from leadedge.rules.history import CHUNK_SIZE, chunk_key, open_entries
+from leadedge.rules.merge import COUNT, format_time
+from leadedge.rules.models import SourceRecord
+from leadedge.rules.stats import WINDOW_MS, window_start
+from leadedge.rules.stats_state import clock_key, partial_key
 from tests.unit.leadedge.engine.fakes import NOW_MS, build, record, records
 
 WINDOW = f"default|web|{format_time(window_start(NOW_MS))}"

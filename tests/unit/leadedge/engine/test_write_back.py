@@ -15,7 +15,7 @@ from leadedge.engine.write_back import (
     encode_key,
     encode_value,
 )
-from leadedge.stats_state import clock_key, flush_records, partial_key
+from leadedge.rules.stats_state import clock_key, flush_records, partial_key
 
 
 def table(store: dict[str, Any] | None = None, **options: Any) -> WriteBackTable:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from leadedge.cli import cli
 from leadedge.exceptions import ConfigError
+from leadedge.tools.cli import cli
 from leadedge.web.auth import ApiKeys, Caller, add_key, list_keys, presented_key, revoke_keys
 
 
@@ -148,16 +148,6 @@ def test_keys_add_works_before_the_keys_file_exists_in_a_fresh_process(tmp_path:
     )
     assert done.returncode == 0, done.stderr
     assert ApiKeys(path).caller(bearer(done.stdout.strip())) == Caller("alpha")
-
-
-def test_importing_the_pure_modules_builds_no_faust_app() -> None:
-    code = (
-        "import sys, leadedge, leadedge.merge, leadedge.validate, leadedge.enrich, "
-        "leadedge.history, leadedge.stats, leadedge.web.auth, leadedge.cli; "
-        "assert 'faust' not in sys.modules, 'faust imported'; "
-        "assert 'leadedge.app' not in sys.modules"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_a_key_is_presented_as_bearer_or_as_a_basic_password() -> None:

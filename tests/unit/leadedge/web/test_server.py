@@ -195,7 +195,7 @@ async def test_a_kept_alive_connection_closes_after_its_request_limit(served: Se
 def test_the_worker_mounts_only_declared_routes_behind_the_guard() -> None:
     # Contract with Faust 0.15.3's aiohttp driver: blueprints come from the class
     # attributes GuardedWeb empties, and the runner is the attribute it replaces.
-    from leadedge.app import app
+    from leadedge.engine.app import app
     from leadedge.web.server import GuardedWeb
 
     app.discover()

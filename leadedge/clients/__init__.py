@@ -1,0 +1,1 @@
+"""How leadedge connects to Kafka and Elasticsearch: settings in, clients out."""

@@ -1,0 +1,64 @@
+"""Dead letters: the original key and value bytes, with why and where from in headers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from leadedge import metrics
+from leadedge.rules.merge import format_time
+from leadedge.rules.models import Rejection, SourceRecord
+
+HEADER_PREFIX = "leadedge.error."
+# A dead letter must fit in one produce request (1 MiB by default) with its key and
+# headers, or the record it stands for would be lost; the value is cut to this many bytes.
+MAX_VALUE_BYTES = 900 * 1024
+MAX_DETAIL_CHARACTERS = 2000
+
+
+def dead_letter_headers(
+    record: SourceRecord, rejection: Rejection, now_ms: int
+) -> list[tuple[str, bytes]]:
+    """Headers in the spirit of Kafka Connect's DLQ context headers."""
+    fields = {
+        "reason": rejection.reason,
+        "detail": rejection.detail[:MAX_DETAIL_CHARACTERS],
+        "topic": record.topic,
+        "partition": str(record.partition),
+        "offset": str(record.offset),
+        "time": format_time(now_ms),
+    }
+    return [(HEADER_PREFIX + name, value.encode()) for name, value in fields.items()]
+
+
+def dead_letter(
+    record: SourceRecord, rejection: Rejection, now_ms: int
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The dead letter's value and headers: the original bytes, cut to fit if they must.
+
+    A cut value says so in `leadedge.error.truncated` (the original size in bytes); the
+    whole record is still in the source topic at the offset the headers name.
+    """
+    value = record.value or b""
+    headers = dead_letter_headers(record, rejection, now_ms)
+    if len(value) > MAX_VALUE_BYTES:
+        headers.append((HEADER_PREFIX + "truncated", str(len(value)).encode()))
+        value = value[:MAX_VALUE_BYTES]
+    return value, headers
+
+
+class DeadLetterTopic(Protocol):
+    """What sending a dead letter needs of a Faust topic."""
+
+    async def send(self, *, key: Any, value: Any, headers: Any) -> Any:
+        """Produce one record."""
+        ...
+
+
+async def send_dead_letter(
+    topic: DeadLetterTopic, record: SourceRecord, rejection: Rejection
+) -> None:
+    """Produce the dead letter for `record` and count it by reason."""
+    metrics.dead_letters_total.labels(rejection.reason).inc()
+    value, headers = dead_letter(record, rejection, int(time.time() * 1000))
+    await topic.send(key=record.key, value=value, headers=headers)
