@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from leadedge.clients.kafka import KafkaConnection, as_connection
-from leadedge.exceptions import LeadEdgeError
+from leadedge.exceptions import LeadEdgeError, NotDelivered
 
 
 def keyed(lines: Iterable[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
@@ -35,10 +35,6 @@ def keyed(lines: Iterable[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
         ):
             key = str(doc["id"]).encode()
         yield key, value
-
-
-class NotDelivered(LeadEdgeError):
-    """Kafka did not acknowledge every record in time; some may be stored all the same."""
 
 
 class EventProducer:

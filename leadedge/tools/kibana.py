@@ -11,15 +11,11 @@ from typing import Any
 
 import orjson
 
-from leadedge.exceptions import LeadEdgeError
+from leadedge.exceptions import KibanaError
 
 DEFAULT_FILE = Path("kibana/leadedge.ndjson")
 # Kibana answers 503 while it starts, and refuses connections before that.
 RETRY_STATUS = frozenset({502, 503, 504})
-
-
-class KibanaError(LeadEdgeError):
-    """Kibana refused the import or could not be reached in time."""
 
 
 def multipart(path: Path, boundary: str) -> bytes:

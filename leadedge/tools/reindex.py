@@ -29,17 +29,13 @@ from elasticsearch.serializer import OrjsonSerializer
 
 from leadedge.clients.elasticsearch import ElasticsearchConnection, as_es_connection
 from leadedge.clients.kafka import KafkaConnection
-from leadedge.exceptions import LeadEdgeError
+from leadedge.exceptions import ReindexError
 from leadedge.sinks.es_mapping import requests_template
 from leadedge.tools.replay import ProgressFactory, no_progress
 from leadedge.tools.topic_reader import TopicReader
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 BULK_ATTEMPTS = 6
-
-
-class ReindexError(LeadEdgeError):
-    """The rebuild could not be done; the alias still points where it did."""
 
 
 Document = tuple[str, int, dict[str, Any]]

@@ -35,7 +35,7 @@ from aiokafka.errors import KafkaError
 
 from leadedge.clients.kafka import KafkaConnection, as_connection
 from leadedge.config import Settings, s3_keys
-from leadedge.exceptions import LeadEdgeError
+from leadedge.exceptions import ReplayError
 from leadedge.rules.archive import hour_of
 
 if TYPE_CHECKING:
@@ -43,10 +43,6 @@ if TYPE_CHECKING:
 
 HOUR_MS = 3_600_000
 OBJECT_SUFFIX = ".ndjson.gz"
-
-
-class ReplayError(LeadEdgeError):
-    """A replay could not start or an archive object cannot be read."""
 
 
 class ProgressBar(Protocol):

@@ -12,14 +12,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from leadedge.clients.kafka import KafkaConnection, as_connection
-from leadedge.exceptions import LeadEdgeError
+from leadedge.exceptions import TopicReadError
 from leadedge.tools.replay import ProgressFactory
 
 UNKNOWN_TOPIC = 3  # Kafka's UNKNOWN_TOPIC_OR_PARTITION
-
-
-class TopicReadError(LeadEdgeError):
-    """The topic is missing or could not be read to its end offsets."""
 
 
 def fold_latest(

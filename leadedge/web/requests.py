@@ -11,8 +11,9 @@ from faust.web import Request, Response, View
 from mode import Service
 
 from leadedge import metrics
-from leadedge.clients.producer import EventProducer, NotDelivered
+from leadedge.clients.producer import EventProducer
 from leadedge.engine.app import app, kafka, settings
+from leadedge.exceptions import NotDelivered
 from leadedge.rules.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, page
 from leadedge.rules.merge import MergeRules, merge_event, merged_request
 from leadedge.rules.models import Event, Rejection, request_key

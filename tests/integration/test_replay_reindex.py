@@ -18,11 +18,12 @@ from elasticsearch import Elasticsearch
 
 from leadedge.clients.kafka_admin import TopicSpec, ensure_topics
 from leadedge.config import bootstrap_servers
+from leadedge.exceptions import ReindexError
 from leadedge.rules.archive import archive_line, hour_of, object_key
 from leadedge.rules.merge import format_time
 from leadedge.rules.models import SourceRecord
 from leadedge.tools.demo import CHROME, EXAMPLE, SAFARI
-from leadedge.tools.reindex import ReindexError, reindex
+from leadedge.tools.reindex import reindex
 from leadedge.tools.replay import ReplaySummary, replay
 from tests.integration.checks import archived_lines
 from tests.integration.conftest import WorkerFactory

@@ -12,9 +12,10 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 
+from leadedge.exceptions import KibanaError
 from leadedge.sinks.es_mapping import requests_template
 from leadedge.sinks.es_stats import stats_template
-from leadedge.tools.kibana import KibanaError, import_saved_objects
+from leadedge.tools.kibana import import_saved_objects
 from leadedge.tools.kibana_objects import REQUESTS, STATS, ndjson
 
 NDJSON = Path(__file__).parents[4] / "kibana" / "leadedge.ndjson"
