@@ -16,9 +16,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
 from leadedge import health, metrics
-from leadedge.config import s3_keys
 from leadedge.engine import undecodable
-from leadedge.engine.app import app, kafka, settings
+from leadedge.engine.app import app, kafka, settings, wiring
 from leadedge.rules.archive import PartitionBuffer, hour_of
 from leadedge.rules.models import SourceRecord
 from leadedge.sinks.s3 import S3Sink
@@ -48,14 +47,7 @@ class RawArchive(Service):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.sink = S3Sink(
-            endpoint_url=settings.s3_endpoint,
-            bucket=settings.s3_bucket,
-            region=settings.s3_region,
-            access_key_id=s3_keys(settings)[0],
-            secret_access_key=s3_keys(settings)[1],
-            server_side_encryption=settings.s3_server_side_encryption,
-        )
+        self.sink: S3Sink = wiring.archive_sink
         self.buffers: dict[TopicPartition, PartitionBuffer] = {}
         self.consumer: AIOKafkaConsumer | None = None
 

@@ -14,29 +14,15 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TableT
 from mode import Service
 
-from leadedge.engine.app import app, elasticsearch, requests_topic, settings, stats_partials_topic
+from leadedge.engine.app import app, requests_topic, settings, stats_partials_topic, wiring
 from leadedge.engine.flush import BatchEngine, OutputTopics
 from leadedge.engine.kafka_out import KafkaBatchWriter
 from leadedge.engine.step import MergeStep
 from leadedge.engine.write_back import MemoryPartitions, RocksDBPartitions, WriteBackTable
-from leadedge.rules.enrich import Enricher
-from leadedge.rules.merge import MergeRules
-from leadedge.rules.processing import RecordProcessor
 from leadedge.rules.stats_state import flush_records
-from leadedge.sinks.elasticsearch import ElasticsearchSink
 from leadedge.tables.merged_requests import merged_requests
 from leadedge.tables.request_history import request_history
 from leadedge.tables.request_stats import stats_partials
-
-elasticsearch_sink = ElasticsearchSink(
-    url=elasticsearch,
-    alias=settings.es_alias,
-    ipaddress_field=settings.ipaddress_field,
-    useragent_field=settings.useragent_field,
-    refresh_interval=settings.es_refresh_interval,
-    shards=settings.es_shards,
-    replicas=settings.es_replicas,
-)
 
 
 def write_back(table: TableT[Any, Any], **options: Any) -> WriteBackTable:
@@ -56,19 +42,8 @@ def build_engine(*, index: bool = True) -> BatchEngine:
 
     `index` off leaves Elasticsearch out of the flush (the benchmark's sinks-off worker).
     """
-    rules = MergeRules(
-        counter_fields=frozenset(settings.counter_fields), max_event_ids=settings.max_event_ids
-    )
-    processor = RecordProcessor(
-        rules,
-        Enricher.from_database(
-            settings.geoip_db, settings.ipaddress_field, settings.useragent_field
-        ),
-        settings.max_event_bytes,
-        settings.max_state_bytes,
-    )
     step = MergeStep(
-        processor,
+        wiring.record_processor(),
         history_length=settings.history_length,
         stats_lateness_ms=settings.stats_lateness_s * 1000,
         merged=write_back(merged_requests),
@@ -78,7 +53,7 @@ def build_engine(*, index: bool = True) -> BatchEngine:
     return BatchEngine(
         step,
         kafka=KafkaBatchWriter(lambda: app.producer._ensure_producer()),  # type: ignore[attr-defined]
-        elasticsearch=elasticsearch_sink if index else None,
+        elasticsearch=wiring.requests_sink if index else None,
         topics=OutputTopics(
             requests=settings.requests_topic,
             merged=settings.merged_topic,
@@ -110,7 +85,7 @@ class MergeEngineService(Service):
 
     async def on_start(self) -> None:
         """Create the Elasticsearch alias (waiting for Elasticsearch) before any flush."""
-        await elasticsearch_sink.start()
+        await wiring.requests_sink.start()
 
     @Service.task
     async def _flush_on_interval_and_size(self) -> None:
@@ -118,4 +93,4 @@ class MergeEngineService(Service):
 
     async def on_stop(self) -> None:
         """Close the client; the last flush ran before the consumer's last commit."""
-        await elasticsearch_sink.stop()
+        await wiring.requests_sink.stop()

@@ -23,11 +23,10 @@ from faust.types import EventT
 from mode import Service
 
 from leadedge import health
-from leadedge.engine.app import app, elasticsearch, settings, stats_partials_topic, stats_topic
+from leadedge.engine.app import app, settings, stats_partials_topic, stats_topic, wiring
 from leadedge.rules.stats import WINDOW_MS
 from leadedge.rules.stats_state import KEEP_CLOSED_MS, Plan, plan_total
-from leadedge.sinks.elasticsearch import Document
-from leadedge.sinks.es_stats import StatsElasticsearchSink
+from leadedge.sinks.es_bulk import Document, document_from_message
 from leadedge.tables.request_stats import request_stats
 
 log = logging.getLogger(__name__)
@@ -36,13 +35,6 @@ LATENESS_MS = settings.stats_lateness_s * 1000
 # A total must outlive every partial that may still arrive for its window.
 RETENTION_MS = max(settings.stats_retention_s * 1000, LATENESS_MS + WINDOW_MS + KEEP_CLOSED_MS)
 
-stats_sink = StatsElasticsearchSink(
-    url=elasticsearch,
-    alias=settings.stats_alias,
-    refresh_interval=settings.es_refresh_interval,
-    replicas=settings.es_replicas,
-)
-
 
 @app.service
 class StatsSinkService(Service):
@@ -50,7 +42,7 @@ class StatsSinkService(Service):
 
     async def on_stop(self) -> None:
         """Close the client."""
-        await stats_sink.stop()
+        await wiring.stats_sink.stop()
 
 
 def apply(table: Any, plan: Plan) -> None:
@@ -93,25 +85,25 @@ def _where(event: EventT[bytes]) -> tuple[str, int, int]:
 
 def documents(events: list[EventT[bytes]]) -> list[Document]:
     """(window id, event count, document): the newest total of each window in a batch."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[bytes, bytes] = {}
     for event in events:
         if event.message.key and event.message.value:
-            latest[event.message.key.decode()] = orjson.loads(event.message.value)
-    return [(window_id, int(doc["events"]), doc) for window_id, doc in latest.items()]
+            latest[event.message.key] = event.message.value
+    return [document_from_message(key, value, "events") for key, value in latest.items()]
 
 
 @app.agent(stats_topic)
 async def index_stats(stream: faust.StreamT[bytes]) -> None:
     """Batch window totals into the stats alias; acknowledged only once stored."""
     linger = settings.es_linger_ms / 1000 or 0.001
-    await stats_sink.start()
+    await wiring.stats_sink.start()
     batches = cast("faust.Stream[bytes]", stream).take_events(settings.es_batch_size, linger)
     async for events in batches:
         batch = documents(list(events))
         # The sink retries what may pass later (429, 5xx, no connection); what it gives
         # up on is reported (log, metric, /health "degraded") until a batch passes.
         try:
-            result = await stats_sink.write(batch)
+            result = await wiring.stats_sink.write(batch)
         except Exception as exc:
             health.report_failure("stats-index", f"{type(exc).__name__}: {exc}")
             log.exception("Elasticsearch refused a batch of %d windows", len(batch))

@@ -13,8 +13,8 @@ import mode.loop
 from faust.types import ConsumerT, ProducerT, TableT, TopicT
 from faust.web import Web
 
-from leadedge.clients.elasticsearch import ElasticsearchConnection, check_elasticsearch
-from leadedge.clients.kafka import KafkaConnection, check_connection
+from leadedge.clients.elasticsearch import check_elasticsearch
+from leadedge.clients.kafka import check_connection
 from leadedge.clients.kafka_admin import TopicSpec, ensure_topics
 from leadedge.config import Settings, get_settings
 from leadedge.engine import undecodable
@@ -23,8 +23,8 @@ from leadedge.engine.intake import BatchConsumer, BatchHandler
 from leadedge.engine.process import tune_garbage_collection
 from leadedge.engine.table_stores import discard_after_unclean_stop, mark_clean_stop
 from leadedge.engine.topics import topic_specs
+from leadedge.engine.wiring import Wiring
 from leadedge.exceptions import ConfigError
-from leadedge.web.auth import ApiKeys
 from leadedge.web.server import GuardedWeb, WebLimits
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,14 @@ log = logging.getLogger(__name__)
 mode.loop.use("uvloop")
 tune_garbage_collection()
 
-settings = get_settings()
-# How every Kafka client of the worker connects (LEADEDGE_BROKER, LEADEDGE_KAFKA_*).
-kafka = KafkaConnection.from_settings(settings)
-# ... and every Elasticsearch client (LEADEDGE_ES_*).
-elasticsearch = ElasticsearchConnection.from_settings(settings)
+# The settings, read once, and every object built from them (see `leadedge.engine.wiring`).
+wiring = Wiring(get_settings())
+settings = wiring.settings
+kafka = wiring.kafka
+elasticsearch = wiring.elasticsearch
 # Read here, not in a view module: an error in an autodiscovered module only logs a
 # warning, and a bad keys file must stop the worker with a message naming the variable.
-api_keys = ApiKeys(settings.api_keys_file)
+api_keys = wiring.api_keys
 
 
 class LeadEdgeApp(faust.App):

@@ -1,14 +1,18 @@
-"""Writes merged requests to Elasticsearch, versioned so nothing ever goes backwards."""
+"""The one Elasticsearch writer: versioned bulk writes under an alias, nothing goes backwards.
+
+The merge flush (merged requests), the stats agent (per-minute windows) and `leadedge
+reindex` (a new index behind the requests alias) all write through `ElasticsearchSink`;
+they differ in the index they write (`IndexSpec`, or a concrete index for `write`) and in
+the backoff (`Backoff`: until stored for the live paths, bounded for the command line).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-import orjson
 from elasticsearch import AsyncElasticsearch, TransportError
 from elasticsearch.exceptions import ApiError, ConnectionError, ConnectionTimeout
 from elasticsearch.serializer import OrjsonSerializer
@@ -16,71 +20,62 @@ from elasticsearch.serializer import OrjsonSerializer
 from leadedge import metrics
 from leadedge.clients.elasticsearch import ElasticsearchConnection, as_es_connection
 from leadedge.exceptions import SinkError
-from leadedge.sinks.es_mapping import requests_template
-from leadedge.sinks.retry import retry_forever
+from leadedge.sinks.es_bulk import TRANSIENT_STATUS, Document, WriteResult, bulk_body, sort_outcomes
+from leadedge.sinks.es_mapping import IndexSpec
+from leadedge.sinks.retry import UNTIL_STORED, Backoff, retry
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+__all__ = ["Document", "ElasticsearchSink", "WriteResult", "is_transient"]
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
+    """No connection, a timeout, or a status that may pass later (408, 429, 5xx)."""
     if isinstance(exc, (ConnectionError, ConnectionTimeout, TransportError, OSError)):
         return True
     return isinstance(exc, ApiError) and exc.status_code in TRANSIENT_STATUS
 
 
 class _RetryItems(Exception):
-    """Some bulk items failed transiently; the whole call is retried for them."""
-
-
-# (id, version, document): the document as a dict, or already encoded as JSON bytes.
-Document = tuple[str, int, dict[str, Any] | bytes]
-
-
-@dataclass
-class WriteResult:
-    """What became of a batch besides the documents stored."""
-
-    version_conflicts: int = 0
-    rejected: list[tuple[str, Any]] = field(default_factory=list)
+    """Some bulk items failed transiently; the call is made again for them."""
 
 
 class ElasticsearchSink:
-    """Bulk-indexes (id, version, document) triples under an alias.
+    """Bulk-indexes (id, version, document) triples under `index.alias`.
 
-    Each write carries the request's event count as an external version, so a replayed
-    or delayed older write is refused by Elasticsearch instead of overwriting a newer one.
+    Each write carries the document's version as an external version (`external_gte`), so
+    a replayed or delayed older write is refused by Elasticsearch instead of overwriting a
+    newer one. `client` is for a caller that already has one (it is then not closed
+    here) and for tests (any object with the same methods).
     """
-
-    # The part `/health` names while writes are retried.
-    component = "elasticsearch"
 
     def __init__(
         self,
+        connection: str | ElasticsearchConnection,
+        index: IndexSpec,
         *,
-        url: str | ElasticsearchConnection,
-        alias: str,
-        ipaddress_field: str = "ipaddress",
-        useragent_field: str = "useragent",
-        refresh_interval: str = "1s",
-        shards: int = 1,
-        replicas: int | None = None,
+        component: str | None = "elasticsearch",
+        backoff: Backoff = UNTIL_STORED,
         request_timeout: float = 30.0,
+        client: AsyncElasticsearch | None = None,
     ) -> None:
-        self.url = url
-        self.alias = alias
-        self.ipaddress_field = ipaddress_field
-        self.useragent_field = useragent_field
-        self.refresh_interval = refresh_interval
-        self.shards = shards
-        self.replicas = replicas
+        self.connection = connection
+        self.index = index
+        # The part `/health` names while writes are retried; None for the command line.
+        self.component = component
+        self.backoff = backoff
         self.request_timeout = request_timeout
-        self._client: AsyncElasticsearch | None = None
+        self._client = client
+        self._owns_client = client is None
+
+    @property
+    def alias(self) -> str:
+        """The alias written to."""
+        return self.index.alias
 
     @property
     def client(self) -> AsyncElasticsearch:
-        """The client; only after `start()`."""
+        """The client; only after `start()` (or when given one)."""
         if self._client is None:
             msg = "ElasticsearchSink used before start()"
             raise SinkError(msg)
@@ -88,75 +83,77 @@ class ElasticsearchSink:
 
     async def start(self) -> None:
         """Create the client, the template and the alias (idempotent), waiting for ES."""
-        if self._client is not None:
-            return
-        self._client = as_es_connection(self.url).client(
-            serializers={"application/json": OrjsonSerializer()},
-            request_timeout=self.request_timeout,
-        )
-        await retry_forever(
-            self._ensure_alias,
-            is_transient=_is_transient,
+        if self._client is None:
+            self._client = as_es_connection(self.connection).client(
+                serializers={"application/json": OrjsonSerializer()},
+                request_timeout=self.request_timeout,
+            )
+            self._owns_client = True
+        await retry(
+            self.ensure_alias,
+            is_transient=is_transient,
             what=f"set up alias {self.alias}",
             log=log,
+            backoff=self.backoff,
             component=self.component,
         )
 
-    async def _ensure_alias(self) -> None:
-        template = requests_template(
-            self.alias,
-            ipaddress_field=self.ipaddress_field,
-            useragent_field=self.useragent_field,
-            refresh_interval=self.refresh_interval,
-            shards=self.shards,
-            replicas=self.replicas or 0,
-        )
-        await self.client.indices.put_index_template(name=self.alias, **template)
+    async def put_template(self) -> None:
+        """Put the alias's index template: indices created from now on follow it."""
+        await self.client.indices.put_index_template(name=self.alias, **self.index.template)
+
+    async def ensure_alias(self) -> None:
+        """The template, then the alias: created with its first index, or updated."""
+        await self.put_template()
         if await self.client.indices.exists_alias(name=self.alias):
-            await self._apply_dynamic_settings()
+            await self.client.indices.put_settings(
+                index=self.alias, settings={"index": self.index.live_settings}
+            )
             return
         try:
             await self.client.indices.create(
-                index=f"{self.alias}-000001", aliases={self.alias: {"is_write_index": True}}
+                index=self.index.first_index, aliases={self.alias: {"is_write_index": True}}
             )
         except ApiError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise
 
-    async def _apply_dynamic_settings(self) -> None:
-        # The template covers indices created from now on; the settings that can change
-        # on a live index also apply to the alias's existing ones, so a changed refresh
-        # interval or a replica count that is set takes effect on restart (shards: at the
-        # next reindex); an unset one leaves what an operator chose alone.
-        index: dict[str, Any] = {"refresh_interval": self.refresh_interval}
-        if self.replicas is not None:
-            index["number_of_replicas"] = self.replicas
-        await self.client.indices.put_settings(index=self.alias, settings={"index": index})
+    async def write(self, batch: Sequence[Document], *, into: str | None = None) -> WriteResult:
+        """Index every document into the alias (or the index `into`).
 
-    async def write(self, batch: Sequence[Document]) -> WriteResult:
-        """Index every (id, version, document); returns once each is stored or refused.
+        Returns once each is stored, found older than what is there, or refused.
 
-        Blocks, retrying with capped backoff, while Elasticsearch is down or pushes back
-        (429, 5xx): the caller acknowledges nothing meanwhile.
+        Retries transient failures (no connection, 429, 5xx, of the call or of single
+        items) by the backoff: with the live sinks' it blocks until Elasticsearch takes
+        them, and the caller acknowledges nothing meanwhile; with a bounded one, items
+        still failing at the last attempt are refused, and a failing call is raised.
         """
         result = WriteResult()
         if not batch:
             return result
+        target = into or self.alias
         started = time.monotonic()
         pending = list(batch)
+        attempts = 0
 
         async def attempt() -> None:
-            nonlocal pending
-            pending = await self._bulk(pending, result)
+            nonlocal pending, attempts
+            attempts += 1
+            last = self.backoff.attempts is not None and attempts >= self.backoff.attempts
+            response = await self.client.bulk(operations=cast(Any, bulk_body(target, pending)))
+            # The client's response reads like the JSON object it holds.
+            answer = cast(Mapping[str, Any], response)
+            pending = sort_outcomes(answer, pending, result, give_up=last)
             if pending:
                 msg = f"{len(pending)} documents to retry"
                 raise _RetryItems(msg)
 
-        await retry_forever(
+        await retry(
             attempt,
-            is_transient=lambda exc: isinstance(exc, _RetryItems) or _is_transient(exc),
-            what=f"bulk index into {self.alias}",
+            is_transient=lambda exc: isinstance(exc, _RetryItems) or is_transient(exc),
+            what=f"bulk index into {target}",
             log=log,
+            backoff=self.backoff,
             on_retry=metrics.sink_retries_total.labels("elasticsearch").inc,
             component=self.component,
         )
@@ -168,42 +165,15 @@ class ElasticsearchSink:
         log.info(
             "indexed %d documents into %s in %.0f ms (%d older versions skipped, %d refused)",
             len(batch),
-            self.alias,
+            target,
             elapsed * 1000,
             result.version_conflicts,
             len(result.rejected),
         )
         return result
 
-    async def _bulk(self, batch: list[Document], result: WriteResult) -> list[Document]:
-        # The NDJSON body built here with orjson: the client would encode each line with
-        # the standard library's json, and a document already encoded is reused as is.
-        lines: list[bytes] = []
-        for request_id, version, document in batch:
-            action = {"_index": self.alias, "_id": request_id, "version": version}
-            lines.append(orjson.dumps({"index": {**action, "version_type": "external_gte"}}))
-            lines.append(document if isinstance(document, bytes) else orjson.dumps(document))
-        lines.append(b"")
-        body = cast(Any, b"\n".join(lines))
-        response = await self.client.bulk(operations=body)
-        if not response.get("errors"):
-            return []
-        retry: list[Document] = []
-        for item, sent in zip(response["items"], batch, strict=True):
-            outcome = item["index"]
-            status = outcome.get("status", 500)
-            if status < 300:
-                continue
-            if status == 409:
-                result.version_conflicts += 1
-            elif status in TRANSIENT_STATUS:
-                retry.append(sent)
-            else:
-                result.rejected.append((sent[0], outcome.get("error")))
-        return retry
-
     async def stop(self) -> None:
-        """Close the client."""
-        if self._client is not None:
+        """Close the client, when this writer made it."""
+        if self._client is not None and self._owns_client:
             await self._client.close()
-            self._client = None
+        self._client = None

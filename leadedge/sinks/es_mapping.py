@@ -1,8 +1,62 @@
-"""The index template for merged requests (DESIGN: Outputs, Elasticsearch)."""
+"""What an alias's indices are created with, and the merged requests' template.
+
+DESIGN: Outputs, Elasticsearch.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An alias, the template of every index behind it, and what may change on a live one.
+
+    The template covers indices created from now on; `live_settings` (the refresh
+    interval, a replica count that is set) also apply to the alias's existing indices
+    when a writer starts, so a changed setting takes effect on restart (shards: at the
+    next reindex); an unset one leaves what an operator chose alone.
+    """
+
+    alias: str
+    template: dict[str, Any]
+    live_settings: dict[str, Any]
+
+    @property
+    def first_index(self) -> str:
+        """The index created with the alias: matched by the template's `{alias}-*`."""
+        return f"{self.alias}-000001"
+
+
+def live_settings(refresh_interval: str, replicas: int | None) -> dict[str, Any]:
+    """The index settings a restart applies to existing indices."""
+    settings: dict[str, Any] = {"refresh_interval": refresh_interval}
+    if replicas is not None:
+        settings["number_of_replicas"] = replicas
+    return settings
+
+
+def requests_index(
+    alias: str,
+    *,
+    ipaddress_field: str = "ipaddress",
+    useragent_field: str = "useragent",
+    refresh_interval: str = "1s",
+    shards: int = 1,
+    replicas: int | None = None,
+) -> IndexSpec:
+    """The merged requests' alias (`LEADEDGE_ES_ALIAS`, `LEADEDGE_ES_*`)."""
+    template = requests_template(
+        alias,
+        ipaddress_field=ipaddress_field,
+        useragent_field=useragent_field,
+        refresh_interval=refresh_interval,
+        shards=shards,
+        replicas=replicas or 0,
+    )
+    return IndexSpec(alias, template, live_settings(refresh_interval, replicas))
+
 
 # Fields beyond the template's own (one tenant's custom fields) are runtime fields, up to
 # this many fields in all; past it a new field stays in `_source`, unsearchable.

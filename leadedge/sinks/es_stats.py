@@ -1,12 +1,10 @@
-"""The per-minute aggregates in Elasticsearch: their index template and sink."""
+"""The per-minute aggregates in Elasticsearch: their index template."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from elasticsearch.exceptions import ApiError
-
-from leadedge.sinks.elasticsearch import ElasticsearchSink
+from leadedge.sinks.es_mapping import IndexSpec, live_settings
 
 # Counters are summed increments, which may be fractional: double, never long (a long
 # field would silently truncate 2.5 to 2). They are runtime fields: one source may send
@@ -58,27 +56,13 @@ def stats_template(alias: str, *, refresh_interval: str, replicas: int = 0) -> d
     }
 
 
-class StatsElasticsearchSink(ElasticsearchSink):
-    """The request sink's bulk writes and retries, with the stats template.
+def stats_index(
+    alias: str, *, refresh_interval: str = "1s", replicas: int | None = None
+) -> IndexSpec:
+    """The per-minute windows' alias (`LEADEDGE_STATS_ALIAS`).
 
     Documents are windows: `_id` is the window id and the version its event count, which
     only grows, so a replayed or delayed older total is refused (409) and never wins.
     """
-
-    component = "stats-index"
-
-    async def _ensure_alias(self) -> None:
-        template = stats_template(
-            self.alias, refresh_interval=self.refresh_interval, replicas=self.replicas or 0
-        )
-        await self.client.indices.put_index_template(name=self.alias, **template)
-        if await self.client.indices.exists_alias(name=self.alias):
-            await self._apply_dynamic_settings()
-            return
-        try:
-            await self.client.indices.create(
-                index=f"{self.alias}-000001", aliases={self.alias: {"is_write_index": True}}
-            )
-        except ApiError as exc:
-            if exc.error != "resource_already_exists_exception":
-                raise
+    template = stats_template(alias, refresh_interval=refresh_interval, replicas=replicas or 0)
+    return IndexSpec(alias, template, live_settings(refresh_interval, replicas))

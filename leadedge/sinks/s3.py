@@ -17,12 +17,13 @@ import botocore.exceptions
 
 from leadedge import metrics
 from leadedge.exceptions import SinkError
-from leadedge.sinks.retry import retry_forever
+from leadedge.sinks.retry import UNTIL_STORED, Backoff, retry
 
 log = logging.getLogger(__name__)
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
+    """No connection, a timeout, or a status that may pass later (408, 429, 5xx)."""
     if isinstance(exc, botocore.exceptions.ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
         return int(status) >= 500 or int(status) in (408, 429)
@@ -30,7 +31,13 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class S3Sink:
-    """Puts whole objects; `write` returns only when every object of the batch is stored."""
+    """Puts whole objects; `write` returns only when every object of the batch is stored.
+
+    `client` is for tests: any object with boto3's `upload_fileobj` and `close`.
+    """
+
+    # The part `/health` names while puts are retried.
+    component = "s3"
 
     def __init__(
         self,
@@ -42,6 +49,8 @@ class S3Sink:
         secret_access_key: str | None = None,
         server_side_encryption: str | None = None,
         multipart_threshold: int = 8 * 1024 * 1024,
+        backoff: Backoff = UNTIL_STORED,
+        client: Any = None,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.bucket = bucket
@@ -49,13 +58,16 @@ class S3Sink:
         # None: boto3 looks for credentials in its own chain (variables, profile, role).
         self._credentials = (access_key_id, secret_access_key)
         self.server_side_encryption = server_side_encryption
-        self._client: Any = None
+        self.backoff = backoff
+        self._client: Any = client
         self._transfer = boto3.s3.transfer.TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_threshold
         )
 
     async def start(self) -> None:
         """Create the client; the bucket must exist."""
+        if self._client is not None:
+            return
         self._client = boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
@@ -76,13 +88,14 @@ class S3Sink:
             raise SinkError(msg)
         for key, body in batch:
             started = time.monotonic()
-            await retry_forever(
+            await retry(
                 functools.partial(asyncio.to_thread, self._put, key, body),
-                is_transient=_is_transient,
+                is_transient=is_transient,
                 what=f"S3 put s3://{self.bucket}/{key}",
                 log=log,
+                backoff=self.backoff,
                 on_retry=metrics.sink_retries_total.labels("s3").inc,
-                component="s3",
+                component=self.component,
             )
             metrics.sink_batch_size.labels("s3").observe(len(body))
             metrics.sink_write_seconds.labels("s3").observe(time.monotonic() - started)

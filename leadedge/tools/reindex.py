@@ -14,7 +14,6 @@ Elasticsearch 8 (no `_reindex`, scripts or ingest pipelines).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,15 +29,18 @@ from elasticsearch.serializer import OrjsonSerializer
 from leadedge.clients.elasticsearch import ElasticsearchConnection, as_es_connection
 from leadedge.clients.kafka import KafkaConnection
 from leadedge.exceptions import ReindexError
-from leadedge.sinks.es_mapping import requests_template
+from leadedge.sinks.elasticsearch import ElasticsearchSink
+from leadedge.sinks.es_bulk import Document, document_from_message
+from leadedge.sinks.es_mapping import requests_index
+from leadedge.sinks.retry import Backoff
 from leadedge.tools.replay import ProgressFactory, no_progress
 from leadedge.tools.topic_reader import TopicReader
 
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-BULK_ATTEMPTS = 6
-
-
-Document = tuple[str, int, dict[str, Any]]
+# Each bulk call is tried up to 6 times, 0.5 s to 8 s apart; an item still failing
+# transiently then is refused (reported, the alias unchanged unless fewer is allowed).
+BULK_BACKOFF = Backoff(first_delay=0.5, attempts=6)
+# The merged request's version: its event count, as the live writes have it.
+VERSION_FIELD = "event_count"
 
 
 # ---------------------------------------------------------------------------- pure parts
@@ -47,33 +49,6 @@ Document = tuple[str, int, dict[str, Any]]
 def new_index_name(alias: str, now: datetime) -> str:
     """`{alias}-{YYYYmmddHHMMSS}`: matched by the template's `{alias}-*` pattern."""
     return f"{alias}-{now:%Y%m%d%H%M%S}"
-
-
-def to_document(key: bytes, value: bytes) -> Document:
-    """(id, version, document) of one merged request; the event count is the version."""
-    document = orjson.loads(value)
-    if not isinstance(document, dict):
-        msg = "a merged request is a JSON object"
-        raise ValueError(msg)
-    return key.decode("utf-8"), int(document["event_count"]), document
-
-
-def bulk_operations(index: str, batch: Iterable[Document]) -> list[dict[str, Any]]:
-    """Versioned index operations, as the live sink writes them."""
-    operations: list[dict[str, Any]] = []
-    for request_id, version, document in batch:
-        operations.append(
-            {
-                "index": {
-                    "_index": index,
-                    "_id": request_id,
-                    "version": version,
-                    "version_type": "external_gte",
-                }
-            }
-        )
-        operations.append(document)
-    return operations
 
 
 def alias_actions(alias: str, old_indices: Iterable[str], new_index: str) -> list[dict[str, Any]]:
@@ -117,14 +92,14 @@ def _documents(latest: Mapping[bytes, bytes | None], summary: ReindexSummary) ->
         if value is None:
             continue
         try:
-            documents.append(to_document(key, value))
+            documents.append(document_from_message(key, value, VERSION_FIELD))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             summary.refused.append((key.decode("utf-8", "replace"), f"not a merged request: {exc}"))
     return documents
 
 
 async def _bulk(
-    es: AsyncElasticsearch,
+    writer: ElasticsearchSink,
     index: str,
     documents: list[Document],
     summary: ReindexSummary,
@@ -132,30 +107,19 @@ async def _bulk(
     progress: ProgressFactory,
     label: str,
 ) -> int:
-    """Write every document; returns how many Elasticsearch stored."""
+    """Write every document into `index`; returns how many Elasticsearch stored."""
     stored = 0
     with progress(label, len(documents)) as bar:
         for begin in range(0, len(documents), batch_size):
-            pending = documents[begin : begin + batch_size]
-            for attempt in range(BULK_ATTEMPTS):
-                response = await es.bulk(operations=bulk_operations(index, pending))
-                retry: list[Document] = []
-                for item, sent in zip(response["items"], pending, strict=True):
-                    status = item["index"].get("status", 500)
-                    if status < 300:
-                        stored += 1
-                    elif status == 409:
-                        summary.version_conflicts += 1
-                    elif status in TRANSIENT_STATUS and attempt < BULK_ATTEMPTS - 1:
-                        retry.append(sent)
-                    else:
-                        reason = item["index"].get("error")
-                        summary.refused.append((sent[0], orjson.dumps(reason).decode()[:500]))
-                if not retry:
-                    break
-                pending = retry
-                await asyncio.sleep(0.5 * 2**attempt)
-            bar.update(min(batch_size, len(documents) - begin))
+            batch = documents[begin : begin + batch_size]
+            result = await writer.write(batch, into=index)
+            stored += result.stored
+            summary.version_conflicts += result.version_conflicts
+            summary.refused.extend(
+                (document_id, orjson.dumps(error).decode()[:500])
+                for document_id, error in result.rejected
+            )
+            bar.update(len(batch))
     return stored
 
 
@@ -171,7 +135,7 @@ async def _current_indices(es: AsyncElasticsearch, alias: str) -> list[str]:
 
 async def _catch_up(
     reader: TopicReader,
-    es: AsyncElasticsearch,
+    writer: ElasticsearchSink,
     index: str,
     since: Mapping[int, int],
     summary: ReindexSummary,
@@ -184,7 +148,7 @@ async def _catch_up(
     await reader.read(latest, since, ends, progress, "catching up: reading")
     documents = _documents(latest, summary)
     summary.caught_up += await _bulk(
-        es, index, documents, summary, batch_size, progress, "catching up: indexing"
+        writer, index, documents, summary, batch_size, progress, "catching up: indexing"
     )
     return ends
 
@@ -217,6 +181,17 @@ async def reindex(
     summary = ReindexSummary(alias=alias, new_index=new_index)
     connection = as_es_connection(es_url)
     es = connection.client(serializers={"application/json": OrjsonSerializer()}, request_timeout=60)
+    index_spec = requests_index(
+        alias,
+        ipaddress_field=ipaddress_field,
+        useragent_field=useragent_field,
+        refresh_interval=refresh_interval,
+        shards=shards,
+        replicas=replicas,
+    )
+    writer = ElasticsearchSink(
+        connection, index_spec, component=None, backoff=BULK_BACKOFF, client=es
+    )
     reader = TopicReader(broker, merged_topic, idle_timeout_s)
     created = switched = False
     try:
@@ -232,15 +207,7 @@ async def reindex(
             raise ReindexError(msg)
         await reader.start()
         # The current template, so a mapping change applies to the new index.
-        template = requests_template(
-            alias,
-            ipaddress_field=ipaddress_field,
-            useragent_field=useragent_field,
-            refresh_interval=refresh_interval,
-            shards=shards,
-            replicas=replicas or 0,
-        )
-        await es.indices.put_index_template(name=alias, **template)
+        await writer.put_template()
         ends = await reader.end_offsets()
         latest: dict[bytes, bytes | None] = {}
         summary.records_read = await reader.read(latest, None, ends, progress, "reading")
@@ -250,7 +217,7 @@ async def reindex(
         await es.indices.create(index=new_index)
         created = True
         summary.documents = await _bulk(
-            es, new_index, documents, summary, batch_size, progress, "indexing"
+            writer, new_index, documents, summary, batch_size, progress, "indexing"
         )
         del documents
         await es.indices.refresh(index=new_index)
@@ -264,7 +231,7 @@ async def reindex(
         if summary.old_indices:
             await es.indices.refresh(index=alias)
             summary.old_documents = (await es.count(index=alias))["count"]
-        ends = await _catch_up(reader, es, new_index, ends, summary, batch_size, progress)
+        ends = await _catch_up(reader, writer, new_index, ends, summary, batch_size, progress)
         await es.indices.refresh(index=new_index)
         summary.new_documents = (await es.count(index=new_index))["count"]
         if summary.new_documents < summary.old_documents and not allow_fewer:
@@ -282,7 +249,7 @@ async def reindex(
 
         # The worker indexed into the old index until the switch: take what the topic
         # received meanwhile (versions keep anything newer already there).
-        await _catch_up(reader, es, new_index, ends, summary, batch_size, progress)
+        await _catch_up(reader, writer, new_index, ends, summary, batch_size, progress)
         await es.indices.refresh(index=new_index)
 
         if summary.old_indices and not keep_old:

@@ -15,13 +15,10 @@ import time
 from importlib.resources import files
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, NotFoundError
-from elasticsearch.serializer import OrjsonSerializer
 from faust.web import Request, Response, View
 from mode import Service
 
-from leadedge.clients.elasticsearch import ElasticsearchConnection, as_es_connection
-from leadedge.engine.app import app, elasticsearch, settings
+from leadedge.engine.app import app, settings, wiring
 from leadedge.rules.merge import format_time
 from leadedge.rules.stats import WINDOW_MS, add_numbers
 from leadedge.web.common import endpoint, error, int_param, unavailable
@@ -32,60 +29,13 @@ MAX_MINUTES = 1440
 STATIC = files("leadedge.web") / "static"
 
 
-class StatsReader:
-    """A lazily opened Elasticsearch client for the stats alias."""
-
-    def __init__(self, url: str | ElasticsearchConnection, alias: str) -> None:
-        self.url = url
-        self.alias = alias
-        self._client: AsyncElasticsearch | None = None
-
-    @property
-    def client(self) -> AsyncElasticsearch:
-        """The client, opened on first use."""
-        if self._client is None:
-            self._client = as_es_connection(self.url).client(
-                serializers={"application/json": OrjsonSerializer()}, request_timeout=10
-            )
-        return self._client
-
-    async def windows(self, project: str, since_ms: int) -> list[dict[str, Any]]:
-        """The project's windows that start at or after `since_ms`, oldest first."""
-        try:
-            answer = await self.client.search(
-                index=self.alias,
-                size=10_000,
-                sort=[{"@timestamp": "asc"}],
-                query={
-                    "bool": {
-                        "filter": [
-                            {"term": {"project": project}},
-                            {"range": {"@timestamp": {"gte": since_ms, "format": "epoch_millis"}}},
-                        ]
-                    }
-                },
-            )
-        except NotFoundError:
-            return []  # no window indexed yet: the alias does not exist
-        return [hit["_source"] for hit in answer["hits"]["hits"]]
-
-    async def close(self) -> None:
-        """Close the client if it was opened."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-
-
-stats_reader = StatsReader(elasticsearch, settings.stats_alias)
-
-
 @app.service
 class StatsReaderService(Service):
     """Closes the report's Elasticsearch client when the worker stops."""
 
     async def on_stop(self) -> None:
         """Close the client."""
-        await stats_reader.close()
+        await wiring.stats_reader.close()
 
 
 def summarize(windows: list[dict[str, Any]], minutes: int, now_ms: int) -> dict[str, Any]:
@@ -130,7 +80,7 @@ class StatsView(View):
         now_ms = int(time.time() * 1000)
         since = now_ms - now_ms % WINDOW_MS - (minutes - 1) * WINDOW_MS
         try:
-            windows = await stats_reader.windows(project, since)
+            windows = await wiring.stats_reader.windows(project, since)
         except Exception as exc:
             log.warning("reading %s failed: %r", settings.stats_alias, exc)
             return unavailable(self, f"Elasticsearch is not answering: {type(exc).__name__}")

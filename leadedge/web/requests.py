@@ -11,11 +11,10 @@ from faust.web import Request, Response, View
 from mode import Service
 
 from leadedge import metrics
-from leadedge.clients.producer import EventProducer
-from leadedge.engine.app import app, kafka, settings
+from leadedge.engine.app import app, settings, wiring
 from leadedge.exceptions import NotDelivered
 from leadedge.rules.history import SEQUENCE, chunk_key, chunks_to_read, open_entries, page
-from leadedge.rules.merge import MergeRules, merge_event, merged_request
+from leadedge.rules.merge import merge_event, merged_request
 from leadedge.rules.models import Event, Rejection, request_key
 from leadedge.rules.validate import event_from_object
 from leadedge.tables.merged_requests import merged_requests
@@ -27,11 +26,6 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS = 500
 MAX_PAGE = 1000
 
-merge_rules = MergeRules(
-    counter_fields=frozenset(settings.counter_fields), max_event_ids=settings.max_event_ids
-)
-collector_producer = EventProducer(kafka, settings.requests_topic)
-
 
 @app.service
 class CollectorProducer(Service):
@@ -39,11 +33,11 @@ class CollectorProducer(Service):
 
     async def on_start(self) -> None:
         """Connect."""
-        await collector_producer.start()
+        await wiring.collector_producer.start()
 
     async def on_stop(self) -> None:
         """Flush and disconnect."""
-        await collector_producer.stop()
+        await wiring.collector_producer.stop()
 
 
 def validate_batch(body: Any, project: str) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
@@ -62,7 +56,7 @@ def validate_batch(body: Any, project: str) -> tuple[list[tuple[str, bytes]], li
             # the merge agent refuses whatever came before (an increment too long for
             # any sum, a type conflict inside the event) is refused here too, with its
             # reason. Verdicts that depend on the request's state are the agent's alone.
-            merged = merge_event(None, result, merge_rules)
+            merged = merge_event(None, result, wiring.merge_rules)
             if isinstance(merged, Rejection):
                 result = merged
         if isinstance(result, Rejection):
@@ -106,7 +100,7 @@ class CollectorView(View):
         # 202 only once Kafka has every accepted event (acks=all); the producer connects
         # on first use (the web server answers before the worker's services start).
         try:
-            await collector_producer.deliver(
+            await wiring.collector_producer.deliver(
                 [(request_id.encode(), value) for request_id, value in accepted],
                 settings.collector_timeout_s,
             )

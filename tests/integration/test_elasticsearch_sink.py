@@ -8,6 +8,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from leadedge.sinks.elasticsearch import ElasticsearchSink
+from leadedge.sinks.es_mapping import requests_index
 from tests.integration.stack import Endpoints
 
 pytestmark = pytest.mark.integration
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture()
 async def sink(endpoints: Endpoints) -> ElasticsearchSink:
-    sink = ElasticsearchSink(url=endpoints.es_url, alias=f"t{uuid.uuid4().hex[:10]}-requests")
+    sink = ElasticsearchSink(endpoints.es_url, requests_index(f"t{uuid.uuid4().hex[:10]}-requests"))
     await sink.start()
     yield sink  # type: ignore[misc]
     await sink.stop()
@@ -62,7 +63,7 @@ async def test_a_malformed_value_does_not_lose_the_document(
 async def test_the_alias_and_template_are_created_once_however_often_started(
     sink: ElasticsearchSink, endpoints: Endpoints
 ) -> None:
-    again = ElasticsearchSink(url=endpoints.es_url, alias=sink.alias)
+    again = ElasticsearchSink(endpoints.es_url, requests_index(sink.alias))
     await again.start()
     await again.stop()
     indices = Elasticsearch(endpoints.es_url).indices.get_alias(name=sink.alias)
@@ -78,8 +79,10 @@ async def test_a_changed_refresh_interval_applies_to_the_existing_index_on_resta
         [index] = es.indices.get_settings(index=sink.alias).body.values()
         return str(index["settings"]["index"]["refresh_interval"])
 
-    assert interval() == sink.refresh_interval
-    restarted = ElasticsearchSink(url=endpoints.es_url, alias=sink.alias, refresh_interval="250ms")
+    assert interval() == "1s"
+    restarted = ElasticsearchSink(
+        endpoints.es_url, requests_index(sink.alias, refresh_interval="250ms")
+    )
     await restarted.start()
     try:
         assert interval() == "250ms"
@@ -98,12 +101,14 @@ async def test_shards_are_set_at_creation_and_a_changed_replica_count_applies_on
         found = index["settings"]["index"]
         return str(found["number_of_shards"]), str(found["number_of_replicas"])
 
-    first = ElasticsearchSink(url=endpoints.es_url, alias=alias, shards=3)
+    first = ElasticsearchSink(endpoints.es_url, requests_index(alias, shards=3))
     await first.start()
     await first.stop()
     try:
         assert index_settings() == ("3", "0")
-        restarted = ElasticsearchSink(url=endpoints.es_url, alias=alias, shards=3, replicas=1)
+        restarted = ElasticsearchSink(
+            endpoints.es_url, requests_index(alias, shards=3, replicas=1)
+        )
         await restarted.start()
         await restarted.stop()
         assert index_settings() == ("3", "1")

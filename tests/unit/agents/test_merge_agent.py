@@ -279,7 +279,7 @@ def test_the_engine_is_wired_to_the_apps_tables_topics_and_settings(wired: Batch
     assert isinstance(leadedge.agents.merge.build_engine().kafka, KafkaBatchWriter)
     assert (
         leadedge.agents.merge.build_engine().elasticsearch
-        is leadedge.agents.merge.elasticsearch_sink
+        is leadedge.agents.merge.wiring.requests_sink
     )
     assert leadedge.agents.merge.build_engine(index=False).elasticsearch is None
 

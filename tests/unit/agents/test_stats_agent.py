@@ -160,8 +160,8 @@ async def test_windows_elasticsearch_refuses_are_reported_until_a_batch_passes(
     async def start() -> None:
         return None
 
-    monkeypatch.setattr(stats_agents.stats_sink, "write", write)
-    monkeypatch.setattr(stats_agents.stats_sink, "start", start)
+    monkeypatch.setattr(stats_agents.wiring.stats_sink, "write", write)
+    monkeypatch.setattr(stats_agents.wiring.stats_sink, "start", start)
     seen = []
     total = orjson.dumps({"events": 1})
     async with index_stats.test_context() as agent:

@@ -2,9 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
-from leadedge.tools.reindex import alias_actions, bulk_operations, new_index_name, to_document
+from leadedge.tools.reindex import alias_actions, new_index_name
 from leadedge.tools.topic_reader import fold_latest, partitions_left
 
 
@@ -21,28 +19,6 @@ def test_the_latest_value_per_key_wins_and_a_tombstone_removes_it() -> None:
     )
     assert count == 6
     assert latest == {b"a": b"2", b"c": b"1"}
-
-
-def test_a_merged_request_becomes_a_document_versioned_by_its_event_count() -> None:
-    assert to_document(b"abc", b'{"id":"abc","event_count":3,"clicks":4}') == (
-        "abc",
-        3,
-        {"id": "abc", "event_count": 3, "clicks": 4},
-    )
-    with pytest.raises(KeyError):
-        to_document(b"abc", b'{"id":"abc"}')
-    with pytest.raises(ValueError):
-        to_document(b"abc", b"[1]")
-
-
-def test_bulk_writes_carry_external_versions_into_the_new_index() -> None:
-    operations = bulk_operations("a-1", [("x", 3, {"id": "x"}), ("y", 1, {"id": "y"})])
-    assert operations == [
-        {"index": {"_index": "a-1", "_id": "x", "version": 3, "version_type": "external_gte"}},
-        {"id": "x"},
-        {"index": {"_index": "a-1", "_id": "y", "version": 1, "version_type": "external_gte"}},
-        {"id": "y"},
-    ]
 
 
 def test_the_alias_moves_in_one_request() -> None:
