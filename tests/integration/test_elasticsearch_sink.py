@@ -106,9 +106,7 @@ async def test_shards_are_set_at_creation_and_a_changed_replica_count_applies_on
     await first.stop()
     try:
         assert index_settings() == ("3", "0")
-        restarted = ElasticsearchSink(
-            endpoints.es_url, requests_index(alias, shards=3, replicas=1)
-        )
+        restarted = ElasticsearchSink(endpoints.es_url, requests_index(alias, shards=3, replicas=1))
         await restarted.start()
         await restarted.stop()
         assert index_settings() == ("3", "1")
