@@ -19,8 +19,8 @@ from leadedge.rules.enrich import Enricher
 from leadedge.rules.merge import MergeRules
 from leadedge.rules.processing import RecordProcessor
 from leadedge.sinks.elasticsearch import ElasticsearchSink
-from leadedge.sinks.es_mapping import requests_index
-from leadedge.sinks.es_stats import stats_index
+from leadedge.sinks.es_mapping import requests_index_from_settings
+from leadedge.sinks.es_stats import stats_index_from_settings
 from leadedge.sinks.s3 import S3Sink
 from leadedge.web.auth import ApiKeys
 
@@ -73,26 +73,13 @@ class Wiring:
     @cached_property
     def requests_sink(self) -> ElasticsearchSink:
         """The merged requests' alias, written by the flush."""
-        settings = self.settings
-        index = requests_index(
-            settings.es_alias,
-            ipaddress_field=settings.ipaddress_field,
-            useragent_field=settings.useragent_field,
-            refresh_interval=settings.es_refresh_interval,
-            shards=settings.es_shards,
-            replicas=settings.es_replicas,
-        )
+        index = requests_index_from_settings(self.settings)
         return ElasticsearchSink(self.elasticsearch, index)
 
     @cached_property
     def stats_sink(self) -> ElasticsearchSink:
         """The per-minute windows' alias, written by the stats agent."""
-        settings = self.settings
-        index = stats_index(
-            settings.stats_alias,
-            refresh_interval=settings.es_refresh_interval,
-            replicas=settings.es_replicas,
-        )
+        index = stats_index_from_settings(self.settings)
         return ElasticsearchSink(self.elasticsearch, index, component="stats-index")
 
     @cached_property

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from leadedge.config import Settings
+
 
 @dataclass(frozen=True)
 class IndexSpec:
@@ -56,6 +58,18 @@ def requests_index(
         replicas=replicas or 0,
     )
     return IndexSpec(alias, template, live_settings(refresh_interval, replicas))
+
+
+def requests_index_from_settings(settings: Settings, alias: str | None = None) -> IndexSpec:
+    """The merged requests' alias as the settings describe it (another alias by name)."""
+    return requests_index(
+        alias or settings.es_alias,
+        ipaddress_field=settings.ipaddress_field,
+        useragent_field=settings.useragent_field,
+        refresh_interval=settings.es_refresh_interval,
+        shards=settings.es_shards,
+        replicas=settings.es_replicas,
+    )
 
 
 # Fields beyond the template's own (one tenant's custom fields) are runtime fields, up to

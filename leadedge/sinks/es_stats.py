@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadedge.config import Settings
 from leadedge.sinks.es_mapping import IndexSpec, live_settings
 
 # Counters are summed increments, which may be fractional: double, never long (a long
@@ -66,3 +67,12 @@ def stats_index(
     """
     template = stats_template(alias, refresh_interval=refresh_interval, replicas=replicas or 0)
     return IndexSpec(alias, template, live_settings(refresh_interval, replicas))
+
+
+def stats_index_from_settings(settings: Settings) -> IndexSpec:
+    """The stats alias as the settings describe it (LEADEDGE_STATS_ALIAS, LEADEDGE_ES_*)."""
+    return stats_index(
+        settings.stats_alias,
+        refresh_interval=settings.es_refresh_interval,
+        replicas=settings.es_replicas,
+    )

@@ -245,6 +245,7 @@ def reindex_command(alias: str | None, keep_old: bool, allow_fewer: bool) -> Non
     moves the alias onto it in one atomic step and deletes the old index. Refuses to
     switch when the new index would hold fewer documents than the alias does.
     """
+    from leadedge.sinks.es_mapping import requests_index_from_settings
     from leadedge.tools.reindex import reindex
 
     settings = get_settings()
@@ -252,14 +253,9 @@ def reindex_command(alias: str | None, keep_old: bool, allow_fewer: bool) -> Non
         summary = asyncio.run(
             reindex(
                 es_url=ElasticsearchConnection.from_settings(settings),
-                alias=alias or settings.es_alias,
+                index=requests_index_from_settings(settings, alias),
                 broker=KafkaConnection.from_settings(settings),
                 merged_topic=settings.merged_topic,
-                ipaddress_field=settings.ipaddress_field,
-                useragent_field=settings.useragent_field,
-                refresh_interval=settings.es_refresh_interval,
-                shards=settings.es_shards,
-                replicas=settings.es_replicas,
                 batch_size=settings.es_batch_size,
                 keep_old=keep_old,
                 allow_fewer=allow_fewer,

@@ -31,7 +31,7 @@ from leadedge.clients.kafka import KafkaConnection
 from leadedge.exceptions import ReindexError
 from leadedge.sinks.elasticsearch import ElasticsearchSink
 from leadedge.sinks.es_bulk import Document, document_from_message
-from leadedge.sinks.es_mapping import requests_index
+from leadedge.sinks.es_mapping import IndexSpec
 from leadedge.sinks.retry import Backoff
 from leadedge.tools.replay import ProgressFactory, no_progress
 from leadedge.tools.topic_reader import TopicReader
@@ -156,14 +156,9 @@ async def _catch_up(
 async def reindex(
     *,
     es_url: str | ElasticsearchConnection,
-    alias: str,
+    index: IndexSpec,
     broker: str | KafkaConnection,
     merged_topic: str,
-    ipaddress_field: str = "ipaddress",
-    useragent_field: str = "useragent",
-    refresh_interval: str = "1s",
-    shards: int = 1,
-    replicas: int | None = None,
     batch_size: int = 500,
     keep_old: bool = False,
     allow_fewer: bool = False,
@@ -171,27 +166,20 @@ async def reindex(
     idle_timeout_s: float = 60.0,
     progress: ProgressFactory = no_progress,
 ) -> ReindexSummary:
-    """Rebuild `alias` from `merged_topic` into a new index and switch it atomically.
+    """Rebuild `index.alias` from `merged_topic` into a new index and switch it atomically.
+
+    The new index follows `index.template` (put first, so a mapping change applies).
 
     Refuses to switch (and deletes the new index) when it would hold fewer documents
     than the alias does, e.g. because the topic lost records to retention, unless
     `allow_fewer`.
     """
+    alias = index.alias
     new_index = new_index_name(alias, now or datetime.now(tz=UTC))
     summary = ReindexSummary(alias=alias, new_index=new_index)
     connection = as_es_connection(es_url)
     es = connection.client(serializers={"application/json": OrjsonSerializer()}, request_timeout=60)
-    index_spec = requests_index(
-        alias,
-        ipaddress_field=ipaddress_field,
-        useragent_field=useragent_field,
-        refresh_interval=refresh_interval,
-        shards=shards,
-        replicas=replicas,
-    )
-    writer = ElasticsearchSink(
-        connection, index_spec, component=None, backoff=BULK_BACKOFF, client=es
-    )
+    writer = ElasticsearchSink(connection, index, component=None, backoff=BULK_BACKOFF, client=es)
     reader = TopicReader(broker, merged_topic, idle_timeout_s)
     created = switched = False
     try:

@@ -259,92 +259,76 @@ async def replay(
     `replayed` counts what would have been. S3 and Kafka failures raise `ReplayError`;
     what was produced before one stays produced.
     """
+    with _as_replay_error(bucket, broker, target_topic):
+        if end_ms <= start_ms:
+            msg = "the end of the range must be after its start"
+            raise ReplayError(msg)
+        prefixes = range_prefixes(prefix, source_topic, start_ms, end_ms)
+        summary = ReplaySummary(hours=len(prefixes))
+        names = await asyncio.to_thread(lambda: list(list_objects(s3, bucket, prefixes)))
+        positioned: list[tuple[tuple[int, int], str]] = []
+        for name in names:
+            position = object_position(name)
+            if position is None:
+                summary.ignored_objects += 1
+            else:
+                positioned.append((position, name))
+        positioned.sort()
+
+        connection = as_connection(broker)
+        producer: AIOKafkaProducer | None = None
+        if not dry_run:
+            await _require_topic(connection, target_topic)
+            producer = AIOKafkaProducer(
+                **connection.client_options(), enable_idempotence=True, acks="all", linger_ms=5
+            )
+            await producer.start()
+        last_offset: dict[int, int] = {}
+        try:
+            with progress("replaying", len(positioned)) as bar:
+                for _, name in positioned:
+                    body = await asyncio.to_thread(_read_object, s3, bucket, name)
+                    try:
+                        records, line_count = records_in_range(body, start_ms, end_ms)
+                    except (OSError, EOFError, ValueError) as exc:
+                        msg = f"s3://{bucket}/{name}: {exc}"
+                        raise ReplayError(msg) from exc
+                    summary.objects += 1
+                    summary.lines += line_count
+                    summary.out_of_range += line_count - len(records)
+                    sent = []
+                    for record in records:
+                        if record.offset <= last_offset.get(record.partition, -1):
+                            summary.duplicates += 1
+                            continue
+                        last_offset[record.partition] = record.offset
+                        if record.value is None:
+                            summary.undecodable += 1
+                            continue
+                        summary.replayed += 1
+                        if producer is not None:
+                            sent.append(
+                                await producer.send(target_topic, record.value, key=record.key)
+                            )
+                    # Every record of an object acknowledged before the next object is read.
+                    await asyncio.gather(*sent)
+                    bar.update(1)
+        finally:
+            if producer is not None:
+                await producer.stop()
+        return summary
+
+
+@contextlib.contextmanager
+def _as_replay_error(
+    bucket: str, broker: str | KafkaConnection, target_topic: str
+) -> Iterator[None]:
+    """S3 and Kafka failures as a `ReplayError` naming the bucket or the cluster and topic."""
     try:
-        return await _replay(
-            s3=s3,
-            bucket=bucket,
-            prefix=prefix,
-            source_topic=source_topic,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            broker=broker,
-            target_topic=target_topic,
-            dry_run=dry_run,
-            progress=progress,
-        )
+        yield
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         msg = f"S3 (bucket {bucket}): {exc}"
         raise ReplayError(msg) from exc
     except KafkaError as exc:
         msg = f"Kafka ({as_connection(broker).bootstrap_servers}, topic {target_topic}): {exc!r}"
         raise ReplayError(msg) from exc
-
-
-async def _replay(
-    *,
-    s3: S3Client,
-    bucket: str,
-    prefix: str,
-    source_topic: str,
-    start_ms: int,
-    end_ms: int,
-    broker: str | KafkaConnection,
-    target_topic: str,
-    dry_run: bool,
-    progress: ProgressFactory,
-) -> ReplaySummary:
-    if end_ms <= start_ms:
-        msg = "the end of the range must be after its start"
-        raise ReplayError(msg)
-    prefixes = range_prefixes(prefix, source_topic, start_ms, end_ms)
-    summary = ReplaySummary(hours=len(prefixes))
-    names = await asyncio.to_thread(lambda: list(list_objects(s3, bucket, prefixes)))
-    positioned: list[tuple[tuple[int, int], str]] = []
-    for name in names:
-        position = object_position(name)
-        if position is None:
-            summary.ignored_objects += 1
-        else:
-            positioned.append((position, name))
-    positioned.sort()
-
-    connection = as_connection(broker)
-    producer: AIOKafkaProducer | None = None
-    if not dry_run:
-        await _require_topic(connection, target_topic)
-        producer = AIOKafkaProducer(
-            **connection.client_options(), enable_idempotence=True, acks="all", linger_ms=5
-        )
-        await producer.start()
-    last_offset: dict[int, int] = {}
-    try:
-        with progress("replaying", len(positioned)) as bar:
-            for _, name in positioned:
-                body = await asyncio.to_thread(_read_object, s3, bucket, name)
-                try:
-                    records, line_count = records_in_range(body, start_ms, end_ms)
-                except (OSError, EOFError, ValueError) as exc:
-                    msg = f"s3://{bucket}/{name}: {exc}"
-                    raise ReplayError(msg) from exc
-                summary.objects += 1
-                summary.lines += line_count
-                summary.out_of_range += line_count - len(records)
-                sent = []
-                for record in records:
-                    if record.offset <= last_offset.get(record.partition, -1):
-                        summary.duplicates += 1
-                        continue
-                    last_offset[record.partition] = record.offset
-                    if record.value is None:
-                        summary.undecodable += 1
-                        continue
-                    summary.replayed += 1
-                    if producer is not None:
-                        sent.append(await producer.send(target_topic, record.value, key=record.key))
-                # Every record of an object acknowledged before the next object is read.
-                await asyncio.gather(*sent)
-                bar.update(1)
-    finally:
-        if producer is not None:
-            await producer.stop()
-    return summary

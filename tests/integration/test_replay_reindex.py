@@ -22,6 +22,7 @@ from leadedge.exceptions import ReindexError
 from leadedge.rules.archive import archive_line, hour_of, object_key
 from leadedge.rules.merge import format_time
 from leadedge.rules.models import SourceRecord
+from leadedge.sinks.es_mapping import requests_index
 from leadedge.tools.demo import CHROME, EXAMPLE, SAFARI
 from leadedge.tools.reindex import reindex
 from leadedge.tools.replay import ReplaySummary, replay
@@ -239,7 +240,7 @@ def test_replay_reproduces_the_archive_and_reindex_switches_the_alias(
         asyncio.run(
             reindex(
                 es_url=endpoints.es_url,
-                alias=names.es_alias,
+                index=requests_index(names.es_alias),
                 broker=endpoints.broker,
                 merged_topic=empty,
             )
@@ -250,7 +251,7 @@ def test_replay_reproduces_the_archive_and_reindex_switches_the_alias(
     result = asyncio.run(
         reindex(
             es_url=endpoints.es_url,
-            alias=names.es_alias,
+            index=requests_index(names.es_alias),
             broker=endpoints.broker,
             merged_topic=names.merged_topic,
         )
