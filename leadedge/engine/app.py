@@ -25,7 +25,7 @@ from leadedge.engine.table_stores import discard_after_unclean_stop, mark_clean_
 from leadedge.engine.topics import topic_specs
 from leadedge.engine.wiring import Wiring
 from leadedge.exceptions import ConfigError
-from leadedge.web.server import GuardedWeb, WebLimits
+from leadedge.gate.server import GuardedWeb, WebLimits
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ app = LeadEdgeApp(
     web_port=settings.web_port,
     web_bind=settings.web_bind,
     # Faust's table, router, statistics and graph pages would serve any project's state
-    # without a key: off (and not mounted at all, see `leadedge.web.server`).
+    # without a key: off (and not mounted at all, see `leadedge.gate.server`).
     web_tables_enabled=False,
     web_router_enabled=False,
     web_stats_enabled=False,

@@ -15,6 +15,7 @@ from leadedge.clients.kafka import KafkaConnection
 from leadedge.clients.producer import EventProducer
 from leadedge.clients.stats_reader import StatsReader
 from leadedge.config import Settings, s3_keys
+from leadedge.gate.auth import ApiKeys
 from leadedge.rules.enrich import Enricher
 from leadedge.rules.merge import MergeRules
 from leadedge.rules.processing import RecordProcessor
@@ -22,7 +23,6 @@ from leadedge.sinks.elasticsearch import ElasticsearchSink
 from leadedge.sinks.es_mapping import requests_index_from_settings
 from leadedge.sinks.es_stats import stats_index_from_settings
 from leadedge.sinks.s3 import S3Sink
-from leadedge.web.auth import ApiKeys
 
 
 class Wiring:

@@ -42,7 +42,7 @@ def keys_add(project: str | None, operator: bool, path: Path | None) -> None:
     The keys file is created when it does not exist; running workers use the new key
     within a second.
     """
-    from leadedge.web.auth import add_key
+    from leadedge.gate.auth import add_key
 
     if operator == (project is not None):
         msg = "give a PROJECT or --operator (one of them)"
@@ -58,7 +58,7 @@ def keys_add(project: str | None, operator: bool, path: Path | None) -> None:
 @KEYS_FILE_OPTION
 def keys_list(path: Path | None) -> None:
     """Each key's id (the start of its hash), project and creation time."""
-    from leadedge.web.auth import list_keys
+    from leadedge.gate.auth import list_keys
 
     for entry in list_keys(_keys_file(path)):
         click.echo(f"{entry['id']}  {entry['project']}  {entry['created_at']}")
@@ -73,7 +73,7 @@ def keys_revoke(key: str | None, project: str | None, path: Path | None) -> None
 
     Running workers refuse a revoked key within a second.
     """
-    from leadedge.web.auth import revoke_keys
+    from leadedge.gate.auth import revoke_keys
 
     if (key is None) == (project is None):
         msg = "give a KEY (or its id) or --project (one of them)"

@@ -16,7 +16,7 @@ from faust.web.exceptions import ServiceUnavailable
 
 from leadedge import metrics
 from leadedge.engine.app import app
-from leadedge.web.access import Access, caller_of, declare
+from leadedge.gate.access import Access, caller_of, declare
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from faust.web import Request, Response, View
 
 from leadedge import health, metrics
 from leadedge.engine.app import app
-from leadedge.web.access import Access
+from leadedge.gate.access import Access
 from leadedge.web.common import endpoint, not_ready_because, recovery, recovery_remaining
 from leadedge.web.openapi import OPENAPI
 

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
+from leadedge.gate.auth import add_key
 from leadedge.tools.demo import EXAMPLE
-from leadedge.web.auth import add_key
 from tests.integration.checks import JSON
 from tests.integration.conftest import WorkerFactory
 from tests.integration.worker import Names, Worker, wait_for

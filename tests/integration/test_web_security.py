@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mode.utils.imports import symbol_by_name
 
-from leadedge.web.auth import add_key
+from leadedge.gate.auth import add_key
 from tests.integration.conftest import WorkerFactory
 from tests.integration.stack import Endpoints
 from tests.integration.worker import Names, Worker, wait_for

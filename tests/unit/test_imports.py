@@ -37,7 +37,7 @@ def test_a_rule_module_imports_without_faust_or_any_client(module: str) -> None:
 
 def test_the_package_and_its_command_line_import_without_building_the_app() -> None:
     # `faust -A leadedge worker` gets the app from `leadedge.app`, built on first access.
-    imported = _imported(["leadedge", "leadedge.tools.cli", "leadedge.web.auth"])
+    imported = _imported(["leadedge", "leadedge.tools.cli", "leadedge.gate.auth"])
     assert "faust" not in imported
     assert "leadedge.engine.app" not in imported
 
@@ -49,9 +49,10 @@ ALLOWED = {
     "rules": {"config", "exceptions"},
     "clients": FOUNDATION,
     "sinks": FOUNDATION | {"clients"},
-    "engine": FOUNDATION | {"rules", "clients", "sinks", "web"},
-    "web": FOUNDATION | {"rules", "clients", "engine", "tables"},
-    "tools": FOUNDATION | {"rules", "clients", "sinks", "stack", "web"},
+    "engine": FOUNDATION | {"rules", "clients", "sinks", "gate"},
+    "gate": FOUNDATION | {"rules"},
+    "web": FOUNDATION | {"rules", "clients", "engine", "tables", "gate"},
+    "tools": FOUNDATION | {"rules", "clients", "sinks", "stack", "gate"},
     "stack": {"exceptions"},
 }
 

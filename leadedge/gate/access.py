@@ -1,6 +1,6 @@
 """Who may call which route: declared by each endpoint, enforced for every request.
 
-The web server's guard (`leadedge.web.server`) looks every request up here before any
+The web server's guard (`leadedge.gate.server`) looks every request up here before any
 handler runs. A route nobody declared (the framework's own pages, or a path that does
 not exist) is never served: 404 once the caller has a valid key.
 """
@@ -11,7 +11,7 @@ from enum import Enum
 
 from aiohttp import web
 
-from leadedge.web.auth import Caller
+from leadedge.gate.auth import Caller
 
 # Where the guard leaves the caller for the handler.
 CALLER = web.RequestKey("leadedge.caller", Caller)

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from leadedge.exceptions import ConfigError
+from leadedge.gate.auth import ApiKeys, Caller, add_key, list_keys, presented_key, revoke_keys
 from leadedge.tools.cli import cli
-from leadedge.web.auth import ApiKeys, Caller, add_key, list_keys, presented_key, revoke_keys
 
 
 class Clock:

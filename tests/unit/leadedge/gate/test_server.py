@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from leadedge.web import access
-from leadedge.web.access import Access, caller_of, declare
-from leadedge.web.auth import ApiKeys, add_key
-from leadedge.web.server import LimitedRunner, WebLimits, guard
+from leadedge.gate import access
+from leadedge.gate.access import Access, caller_of, declare
+from leadedge.gate.auth import ApiKeys, add_key
+from leadedge.gate.server import LimitedRunner, WebLimits, guard
 
 LIMITS = WebLimits(read_timeout_s=0.5, max_connections=4, max_requests_per_connection=3)
 
@@ -196,7 +196,7 @@ def test_the_worker_mounts_only_declared_routes_behind_the_guard() -> None:
     # Contract with Faust 0.15.3's aiohttp driver: blueprints come from the class
     # attributes GuardedWeb empties, and the runner is the attribute it replaces.
     from leadedge.engine.app import app
-    from leadedge.web.server import GuardedWeb
+    from leadedge.gate.server import GuardedWeb
 
     app.discover()
     driver = app.web

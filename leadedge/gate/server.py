@@ -1,6 +1,6 @@
 """The worker's web server: Faust's aiohttp driver with a guard in front of every route.
 
-- Only leadedge's declared routes are served (`leadedge.web.access`); Faust's own pages
+- Only leadedge's declared routes are served (`leadedge.gate.access`); Faust's own pages
   (`/table`, `/router`, statistics, graph, index) are not mounted at all.
 - The API key is checked before any handler runs or any body is read.
 - Slow or greedy clients cannot hold the server: a client has `read_timeout_s` to send
@@ -30,9 +30,9 @@ from faust.web.drivers.aiohttp import Web
 
 from leadedge import metrics
 from leadedge.config import Settings
+from leadedge.gate.access import CALLER, Access, access_of
+from leadedge.gate.auth import ApiKeys, Caller
 from leadedge.rules.models import DEFAULT_PROJECT
-from leadedge.web.access import CALLER, Access, access_of
-from leadedge.web.auth import ApiKeys, Caller
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
