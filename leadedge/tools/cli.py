@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import click
 import orjson
@@ -202,9 +203,7 @@ def replay_command(
                 broker=KafkaConnection.from_settings(settings),
                 target_topic=target,
                 dry_run=dry_run,
-                progress=lambda label, total: click.progressbar(
-                    length=total, label=label, show_pos=True
-                ),
+                progress=_progress_bar,
             )
         )
     except LeadEdgeError as exc:
@@ -228,6 +227,11 @@ def replay_command(
     if summary.undecodable:
         what = "offsets archived as undecodable (their dead letters say why)"
         click.secho(f"skipped {summary.undecodable} {what}", fg="yellow")
+
+
+def _progress_bar(label: str, total: int) -> AbstractContextManager[Any]:
+    """A progress bar on the terminal, for replay and reindex."""
+    return click.progressbar(length=total, label=label, show_pos=True)
 
 
 @cli.command("reindex")
@@ -259,9 +263,7 @@ def reindex_command(alias: str | None, keep_old: bool, allow_fewer: bool) -> Non
                 batch_size=settings.es_batch_size,
                 keep_old=keep_old,
                 allow_fewer=allow_fewer,
-                progress=lambda label, total: click.progressbar(
-                    length=total, label=label, show_pos=True
-                ),
+                progress=_progress_bar,
             )
         )
     except LeadEdgeError as exc:
