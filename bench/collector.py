@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.common import Names, Worker, log, worker_env
+from bench.common import Names, log
+from bench.worker import Worker, worker_env
 from leadedge.tools.demo import trickle
 
 BATCH = 100

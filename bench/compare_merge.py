@@ -4,7 +4,7 @@
     python -m bench.compare_merge --events 100000 --ref HEAD~3 --counters clicks
 
 The old `leadedge/` is unpacked from a git ref into a temporary directory. Each side runs
-in its own process over the same records, the bench load (`bench.loadgen`, same seed)
+in its own process over the same records, the bench load (`bench.generator`, same seed)
 with some records altered on the way (`--mix`, redeliveries, repeated event ids, type
 conflicts, bad events, unusual values), and writes one line per record: the merged
 request as JSON, the history chunk it filled, or the reason it was skipped or rejected.
@@ -139,7 +139,7 @@ def records(
     events: int, seed: int, mix: float, open_ids: int
 ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
     """(offset, key, value) of the compared records, the same on both sides."""
-    from bench.loadgen import Generator, LoadShape, encode
+    from bench.generator import Generator, LoadShape, encode
 
     rng = random.Random(seed + 7)
     offset = 0

@@ -25,21 +25,10 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.common import (
-    BROKER,
-    ES_URL,
-    PARTITIONS,
-    REPO,
-    CpuMeter,
-    Names,
-    Worker,
-    create_topic,
-    log,
-    metric_sum,
-    parse_metrics,
-    worker_env,
-)
-from bench.stages import sink_figures
+from bench.common import BROKER, ES_URL, PARTITIONS, REPO, Names, create_topic, log
+from bench.measure import CpuMeter, metric_sum, parse_metrics
+from bench.worker import Worker, worker_env
+from bench.worker_stages import sink_figures
 from leadedge.config import bootstrap_servers
 
 POLL_S = 0.1

@@ -30,11 +30,8 @@ prefix is fresh (`bench<8 hex>-…`) and deleted at the end, with every process 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import os
 import signal
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -44,27 +41,22 @@ from typing import Any
 
 import orjson
 
-from bench import stages
-from bench.collector import collector_eps
 from bench.common import (
     BROKER,
     ES_URL,
     PARTITIONS,
-    REPO,
     RESULTS,
     Names,
-    create_topic,
     delete_es,
     delete_s3,
     delete_topics,
     geoip_db,
     http_json,
     log,
-    machine_info,
 )
-from bench.freshness import freshness
-from bench.loadgen import Generator, LoadShape, ProduceStats, mean_events_per_id, produce
-from bench.profiling import print_summary, summarize
+from bench.generator import LoadShape, mean_events_per_id
+from bench.measure import machine_info
+from bench.run_stage import fill_topic, run_stage, stage_timeout
 from leadedge.config import Settings
 
 STAGES = (
@@ -92,7 +84,6 @@ NEEDS_EVENTS = {
 }
 NEEDS_ELASTICSEARCH = {"merge-sinks", "freshness", "rss"}
 LATEST = RESULTS / "latest.json"
-PROFILE_FILE = RESULTS / "profile-merge.speedscope.json"
 
 # The issue's targets: reported, never asserted.
 TARGETS = (
@@ -186,11 +177,6 @@ def elasticsearch_ready() -> str | None:
     return None
 
 
-def stage_timeout(args: argparse.Namespace, records: int) -> float:
-    """Generous: the worker may handle only a few hundred records a second here."""
-    return args.timeout or 300 + records / 100
-
-
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     merge = results.get("merge_eps")
     floor = results.get("floor_eps")
@@ -231,12 +217,6 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def fill_topic(topic: str, shape: LoadShape, events: int) -> ProduceStats:
-    """A fresh topic holding `events` generated with `shape`; what `produce` reports."""
-    create_topic(topic)
-    return asyncio.run(produce(BROKER, topic, Generator(shape), events=events, progress=True))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -305,120 +285,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"{stage}: skipped (Elasticsearch not usable)")
                     results["details"][stage] = {"skipped": problem}
                     continue
-            if stage == "merge":
-                detail = stages.merge_eps(names, topic, args.events, sinks=False, timeout=timeout)
-                results["merge_eps"] = detail["events_per_s"]
-                print(f"merge_eps: {detail['events_per_s']:,.0f} events/s (sinks off)")
-            elif stage == "floor":
-                detail = stages.floor_eps(topic, args.events, PARTITIONS)
-                results["floor_eps"] = detail["events_per_s"]
-                print(f"floor_eps: {detail['events_per_s']:,.0f} events/s")
-            elif stage == "quix":
-                detail = stages.quix_eps(names, topic, args.events, timeout)
-                results["quix_eps"] = detail["events_per_s"]
-                print(f"quix_eps: {detail['events_per_s']:,.0f} events/s")
-            elif stage == "pure":
-                detail = stages.pure_eps(args.events, args.seed)
-                results["pure_eps"] = detail["events_per_s"]
-                print(
-                    f"pure_eps: {detail['events_per_s']:,.0f} events/s (merge code, no framework)"
-                )
-            elif stage == "request-length":
-                detail = stages.request_length(args.seed)
-                for position, row in detail["positions"].items():
-                    print(
-                        f"request-length event {int(position):,}: {row['kept us']} us"
-                        f" (states kept decoded), {row['round trip us']} us (decoded and"
-                        f" encoded per event), state {row['state_bytes']:,} bytes"
-                    )
-                print(
-                    f"request-length 1,000th / 1st: {detail['kept last/first']} (kept),"
-                    f" {detail['round trip last/first']} (round trip)"
-                )
-            elif stage == "faust-floor":
-                detail = stages.faust_floor_eps(names, topic, sample, timeout)
-                results["faust_floor_eps"] = detail["events_per_s"]
-                print(f"faust_floor_eps: {detail['events_per_s']:,.0f} events/s (parse and count)")
-            elif stage == "faust-floor-write":
-                detail = stages.faust_floor_eps(names, topic, sample, timeout, writes=1)
-                results["faust_floor_write_eps"] = detail["events_per_s"]
-                print(
-                    f"faust_floor_write_eps: {detail['events_per_s']:,.0f} events/s"
-                    " (parse, count, one table write)"
-                )
-            elif stage == "merge-sinks":
-                # Its own topic of the first `sample` events: while `requests` has a
-                # backlog the index agent gets nothing, so a worker over the full topic
-                # would index the sample only after merging everything.
-                sinks_topic = topic
-                if sample < args.events:
-                    sinks_topic = names.topic("sample-requests")
-                    log(f"merge-sinks: producing the first {sample:,} events to {sinks_topic}")
-                    fill_topic(sinks_topic, LoadShape(seed=args.seed), sample)
-                detail = stages.merge_eps(
-                    names, sinks_topic, sample, sinks=True, timeout=stage_timeout(args, sample)
-                )
-                results["merge_sinks_on_eps"] = detail["events_per_s"]
-                print(f"merge_sinks_on_eps: {detail['events_per_s']:,.0f} events/s (every agent)")
-            elif stage == "freshness":
-                rows = []
-                for rate in args.rate_list:
-                    row = freshness(names, rate, args)
-                    rows.append(row)
-                    print(
-                        f"freshness {rate:,}/s: p50 {row['p50_s']} s, p95 {row['p95_s']} s,"
-                        f" p99 {row['p99_s']} s, max {row['max_s']} s,"
-                        f" sustained: {row['sustained']}"
-                    )
-                results["freshness"] = rows
-                detail = {"rates": args.rate_list}
-            elif stage == "collector":
-                detail = collector_eps(names, min(args.duration, 30))
-                results["collector_eps"] = detail["events_per_s"]
-                print(f"collector_eps: {detail['events_per_s']:,} events/s over HTTP")
-            elif stage == "rss":
-                rss_topic = names.topic("rss-requests")
-                log(f"rss: producing {args.ids:,} events, one per id")
-                fill_topic(
-                    rss_topic,
-                    LoadShape(seed=args.seed, max_events_per_id=1, id_prefix="m"),
-                    args.ids,
-                )
-                detail = stages.rss_mb(
-                    names,
-                    rss_topic,
-                    args.ids,
-                    sinks=args.rss_sinks,
-                    timeout=stage_timeout(args, args.ids),
-                )
-                results["rss_mb"] = detail["rss_mb"]
-                results["recovery_s"] = detail["recovery_s"]
-                results["recovery_runs"] = [
-                    {
-                        "worker_commit": worker_commit(),
-                        "ids": args.ids,
-                        "recovery_s": detail["recovery_s"],
-                        "command": command,
-                    }
-                ]
-                print(f"rss_mb: {detail['rss_mb']:,.0f} MB with {args.ids:,} ids")
-                print(f"recovery_s: {detail['recovery_s']:,.1f} s (kill -9 to /health 200)")
-            elif stage == "profile":
-                detail = stages.merge_eps(
-                    names,
-                    topic,
-                    sample,
-                    sinks=False,
-                    timeout=timeout,
-                    profile=PROFILE_FILE,
-                    stage="profile",
-                )
-                summary = summarize(PROFILE_FILE)
-                detail["summary"] = summary
-                log("profile: cProfile of leadedge's merge functions in a plain loop")
-                detail["pure_cprofile"] = stages.pure_profile(min(args.events, 100_000), args.seed)
-                detail["file"] = str(PROFILE_FILE.relative_to(RESULTS.parent.parent))
-                print_summary(summary)
+            detail = run_stage(
+                stage, args, names, topic, results, command=command, timeout=timeout, sample=sample
+            )
             detail["stage_s"] = round(time.monotonic() - started, 1)
             results["details"][stage] = detail
     finally:
@@ -466,20 +335,6 @@ def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dic
         }
     merged["targets"] = targets(merged)
     return merged
-
-
-def worker_commit() -> str:
-    """The commit the workers run (`BENCH_WORKER_REPO`'s when set), short, `+` if changed."""
-    repo = os.environ.get("BENCH_WORKER_REPO") or str(REPO)
-    head = subprocess.run(
-        ["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return f"{head}+" if dirty else head or "unknown"
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
