@@ -109,6 +109,11 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             "s",
         ],
         [
+            "rebuild_s (the same, started without its local stores: tables from changelogs)",
+            number(results.get("rebuild_s"), 1),
+            "s",
+        ],
+        [
             "collector_eps (`POST /requests`, arrays of 100, 4 clients, accepted)",
             number(results.get("collector_eps")),
             "events/s",
@@ -133,17 +138,20 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             "## Recovery: kill -9 to `/health` 200",
             "",
             "The rss stage's worker (sinks off), killed once it holds `--ids` requests and"
-            " started again over the same data directory. A worker from another commit runs"
+            " started again over the same data directory; then killed again and started"
+            " without it, every table rebuilt from its changelog (rebuilt)."
+            " A worker from another commit runs"
             " with `BENCH_WORKER_REPO=<checkout of that commit>` and this commit's bench.",
             "",
         ]
         lines += _table(
-            ["worker commit", "requests held", "kill -9 → /health 200", "command"],
+            ["worker commit", "requests held", "kill -9 → /health 200", "rebuilt", "command"],
             [
                 [
                     f"`{run['worker_commit']}`",
                     f"{run['ids']:,}",
                     f"{run['recovery_s']:,.1f} s",
+                    f"{run['rebuild_s']:,.1f} s" if "rebuild_s" in run else "",
                     f"`{run['command']}`",
                 ]
                 for run in recovery_runs

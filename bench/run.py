@@ -17,6 +17,8 @@ needs it):
 - freshness: produce-to-searchable p50/p95/p99/max at each of `--rates` for `--duration` s
 - rss: the merge worker's VmRSS once `--ids` distinct ids are in its table (`--rss-sinks`:
   the product's worker), then recovery_s: kill -9 to `/health` 200 over the same data
+  directory, and rebuild_s: the same without the data directory (tables rebuilt from
+  their changelogs)
 - collector: `POST /requests` throughput
 - profile: py-spy on the merge-only worker over `--sample-events` events
 
@@ -308,7 +310,7 @@ def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dic
     figures = {
         key: value
         for key, value in fresh.items()
-        if key.endswith("_eps") or key in ("rss_mb", "recovery_s", "freshness")
+        if key.endswith("_eps") or key in ("rss_mb", "recovery_s", "rebuild_s", "freshness")
     }
     # Recovery figures of every worker version measured, the newest per commit.
     runs = {

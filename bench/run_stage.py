@@ -128,16 +128,19 @@ def run_stage(
         )
         results["rss_mb"] = detail["rss_mb"]
         results["recovery_s"] = detail["recovery_s"]
+        results["rebuild_s"] = detail["rebuild_s"]
         results["recovery_runs"] = [
             {
                 "worker_commit": worker_commit(),
                 "ids": args.ids,
                 "recovery_s": detail["recovery_s"],
+                "rebuild_s": detail["rebuild_s"],
                 "command": command,
             }
         ]
         print(f"rss_mb: {detail['rss_mb']:,.0f} MB with {args.ids:,} ids")
         print(f"recovery_s: {detail['recovery_s']:,.1f} s (kill -9 to /health 200)")
+        print(f"rebuild_s: {detail['rebuild_s']:,.1f} s (no local stores to /health 200)")
     elif stage == "profile":
         detail = worker_stages.merge_eps(
             names,

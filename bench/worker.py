@@ -183,6 +183,19 @@ class Worker:
         wait_for(self._healthy, timeout, f"worker {self.base_url}/health after a kill -9")
         return time.monotonic() - started
 
+    def rebuild_s(self, timeout: float) -> float:
+        """kill -9, start again WITHOUT the data directory: seconds until `/health` is 200.
+
+        What a worker that takes over partitions without their local stores goes through
+        (a new worker joining, a machine replaced): every table rebuilt from its changelog.
+        """
+        self.kill()
+        shutil.rmtree(self.workdir / "data", ignore_errors=True)
+        started = time.monotonic()
+        self.launch()
+        wait_for(self._healthy, timeout, f"worker {self.base_url}/health after a rebuild")
+        return time.monotonic() - started
+
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM (a graceful stop), then SIGKILL; its directory (data, log) goes too."""
         if self.process is not None and self.process.poll() is None:

@@ -126,7 +126,8 @@ def rss_mb(names: Names, topic: str, ids: int, *, sinks: bool, timeout: float) -
     The merge worker (`bench.merge_only`) by default; with `sinks`, the product's worker
     with every agent, which also waits for the index agent before reading memory. Then
     the worker is killed (kill -9) and started again over the same data directory: the
-    time until its `/health` answers 200 is `recovery_s`.
+    time until its `/health` answers 200 is `recovery_s`; killed again and started without
+    its data directory (every table rebuilt from its changelog): `rebuild_s`.
     """
     stage = "rss"
     app = "leadedge" if sinks else MERGE_ONLY_APP
@@ -148,6 +149,8 @@ def rss_mb(names: Names, topic: str, ids: int, *, sinks: bool, timeout: float) -
         log(f"rss: kill -9 with {ids:,} requests in the table, then a start")
         recovery_s = worker.recovery_s(timeout)
         log(f"rss: /health answered 200 {recovery_s:,.1f} s after the kill -9")
+        rebuild_s = worker.rebuild_s(timeout)
+        log(f"rss: /health answered 200 {rebuild_s:,.1f} s after a start without local stores")
     finally:
         worker.stop()
     eps, _ = progress.rate(ids)
@@ -160,6 +163,7 @@ def rss_mb(names: Names, topic: str, ids: int, *, sinks: bool, timeout: float) -
         "peak_rss_mb": round(settled.get("VmHWM", 0) / 1024, 1),
         "baseline_rss_mb": round(baseline.get("VmRSS", 0) / 1024, 1),
         "recovery_s": round(recovery_s, 1),
+        "rebuild_s": round(rebuild_s, 1),
         "indexed_before_reading": index_in,
         "merge_events_per_s": round(eps, 1),
         "outcomes": _outcomes(metrics),

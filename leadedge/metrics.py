@@ -127,3 +127,9 @@ stats_events_total = Counter(
     ["outcome"],
     registry=registry,
 )
+
+changelog_records_bulk_applied_total = Counter(
+    "leadedge_changelog_records_bulk_applied_total",
+    "Changelog records a table recovery wrote to its store a fetch at a time.",
+    registry=registry,
+)

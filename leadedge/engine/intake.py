@@ -5,7 +5,9 @@ delivers each one to a stream and waits for its ack. For the topics a batch hand
 owns, this consumer instead gives each partition's fetched records, as a list, to the
 handler right after the fetch, and the handler acknowledges them in bulk (`ack_range`)
 through the same acked-offset bookkeeping `Consumer.ack` keeps, once they are stored.
-Every other topic takes Faust's ordinary path.
+Every other topic takes Faust's ordinary path, except the changelog records a table
+recovery reads, which are written to their stores a fetch at a time too
+(`leadedge.engine.changelog_recovery`).
 
 It relies on these internals of faust-streaming 0.15 (pinned in `pyproject.toml`, and
 checked by `tests/unit/leadedge/engine/test_faust_contract.py`): `_wait_next_records`,
@@ -26,6 +28,7 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from leadedge.engine.changelog_recovery import ChangelogBatches
 from leadedge.engine.deleted_records import DeletedRecordsWatch
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,8 @@ class BatchConsumer(Consumer):
         # `leadedge.engine.deleted_records` for what it is compared with.
         self._next_offset: dict[TP, int] = {}
         self.deleted_records = DeletedRecordsWatch()
+        # Recovering tables' changelog records, written to their stores a fetch at a time.
+        self.changelog_batches = ChangelogBatches(self.app)
 
     def add_batch_handler(self, topic: str, handler: BatchHandler) -> None:
         """Deliver `topic`'s records to `handler` in batches from now on."""
@@ -123,7 +128,9 @@ class BatchConsumer(Consumer):
         for tp, batch in records.items():
             handler = self.batch_handlers.get(tp.topic)
             if handler is None:
-                others[tp] = batch
+                left = await self.changelog_batches.take(tp, batch, self._to_message)
+                if left:
+                    others[tp] = left
                 continue
             # In slices, letting the loop run between them: a whole fetch at a time would
             # hold up the flushes, the web server and the heartbeats for seconds.

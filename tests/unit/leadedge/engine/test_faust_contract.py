@@ -1,4 +1,4 @@
-"""The Faust internals the batch engine relies on (see `leadedge.engine.intake`).
+"""The Faust internals the batch engine relies on (`leadedge.engine.intake`, `.changelog_recovery`).
 
 faust-streaming is pinned; these fail first when an upgrade moves one of them, before
 offsets are committed wrongly or table values are stored under keys Faust cannot read.
@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from faust.types.tuples import Message, ack_lock
@@ -157,3 +159,33 @@ def test_table_values_read_back_through_faust_s_own_serializer(table: Any) -> No
     value = {"n": 1, "f": 2.5, "s": "é✓", "l": [1, None], "o": {"_src": [0, 7]}}
     store = table.data
     assert store._decode_value(encode_value(value)) == value
+
+
+def test_recovery_keeps_the_bookkeeping_the_bulk_changelog_path_updates() -> None:
+    # See `leadedge.engine.changelog_recovery`.
+    recovery = app.tables.recovery
+    for name in ("active_tps", "standby_tps"):
+        assert isinstance(getattr(recovery, name), set)
+    assert isinstance(recovery.tp_to_table, dict)
+    for name in ("active_offsets", "standby_offsets"):
+        offsets = getattr(recovery, name)
+        assert offsets.get(TP0) is None  # a Counter: no offset until one is set
+    assert recovery.in_recovery is False
+    assert callable(recovery.flush_buffers)
+    assert merged_requests._on_changelog_event is None
+
+
+def test_the_recovery_loop_skips_a_record_at_or_before_the_recovery_offset() -> None:
+    # The record the bulk path leaves to Faust's loop is stored by it only when past the
+    # offset the bulk path set, and the loop checks for the end after every record.
+    source = inspect.getsource(Recovery._slurp_changelogs.fun)
+    skip = source.index("if seen_offset is None or offset > seen_offset:")
+    assert source.index("offsets[tp] = offset", skip) > skip
+    assert source.index("await _maybe_signal_recovery_end()", skip) > skip
+    assert "changelog_queue.get()" in source
+
+
+def test_the_rocksdb_store_applies_a_changelog_batch_from_the_events_messages() -> None:
+    source = inspect.getsource(RocksDBStore.apply_changelog_batch)
+    reads = {name for name in ("event.message", "event.key", "event.value") if name in source}
+    assert reads == {"event.message"}
