@@ -217,5 +217,11 @@ def details_lines(results: dict[str, Any]) -> list[str]:
                 if "recovery_s" in rss
                 else ""
             )
+            + (
+                f" Killed again and started without its data directory (every table rebuilt"
+                f" from its changelog): after {rss['rebuild_s']:,.1f} s."
+                if "rebuild_s" in rss
+                else ""
+            )
         )
     return lines
