@@ -261,3 +261,12 @@ def headers(out: OutRecord) -> dict[str, bytes]:
 def key_of(request_id: str) -> bytes:
     """A table key as its changelog record carries it."""
     return encode_key(request_id)
+
+
+async def eventually(condition: Any, timeout_s: float = 2.0) -> None:
+    """Wait until `condition()` holds."""
+    for _ in range(int(timeout_s / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the condition never held")
