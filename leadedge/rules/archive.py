@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,13 +48,23 @@ def archive_line(record: SourceRecord) -> bytes:
 LATEST_MS = 253_402_300_799_999
 
 
+HOUR_MS = 3_600_000
+
+
 def hour_of(timestamp_ms: int) -> tuple[str, str]:
     """The (dt, hour) partition of a record timestamp, in UTC.
 
     A timestamp past year 9999 (Kafka allows any 64-bit value) is filed under the last
     hour there is, and one before 1970 under the first: every record has a place.
     """
-    moment = datetime.fromtimestamp(min(max(timestamp_ms, 0), LATEST_MS) / 1000, tz=UTC)
+    return _hour_partition(min(max(timestamp_ms, 0), LATEST_MS) // HOUR_MS)
+
+
+@functools.lru_cache(maxsize=256)
+def _hour_partition(hour: int) -> tuple[str, str]:
+    # Every archived record asks, and nearly all of them for the same few hours: formatting
+    # a date once per hour instead of once per record (it was about 5% of a worker's time).
+    moment = datetime.fromtimestamp(hour * 3600, tz=UTC)
     return moment.strftime("%Y-%m-%d"), moment.strftime("%H")
 
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import gzip
+from datetime import UTC, datetime
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
-from leadedge.rules.archive import PartitionBuffer, archive_line, hour_of, object_key
+from leadedge.rules.archive import LATEST_MS, PartitionBuffer, archive_line, hour_of, object_key
 from leadedge.rules.models import SourceRecord
 
 
@@ -34,6 +37,20 @@ def test_bytes_that_are_not_utf8_are_archived_base64() -> None:
     line = orjson.loads(archive_line(record(b"\xff\x00", key=b"\xfe")))
     assert line["raw_b64"] == "/wA="
     assert line["key_b64"] == "/g=="
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_every_timestamp_is_filed_under_its_utc_hour(timestamp_ms: int) -> None:
+    clamped = min(max(timestamp_ms, 0), LATEST_MS)
+    moment = datetime.fromtimestamp(clamped / 1000, tz=UTC)
+    assert hour_of(timestamp_ms) == (moment.strftime("%Y-%m-%d"), moment.strftime("%H"))
+
+
+def test_the_last_and_first_millisecond_of_an_hour_share_its_partition() -> None:
+    hour_start = 1_700_002_800_000  # 2023-11-14T23:00:00.000Z
+    assert hour_of(hour_start - 1) == ("2023-11-14", "22")
+    assert hour_of(hour_start) == hour_of(hour_start + 3_599_999) == ("2023-11-14", "23")
+    assert hour_of(hour_start + 3_600_000) == ("2023-11-15", "00")
 
 
 def test_object_names_follow_design_layout() -> None:
