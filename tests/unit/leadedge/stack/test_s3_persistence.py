@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,9 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from leadedge.exceptions import StackError
 from leadedge.stack import Stack, ports, process
-from leadedge.stack.base import Component
-from leadedge.stack.process import LaunchSpec
 from leadedge.stack.s3 import BUCKET, S3, body_file_name
+from tests.unit.leadedge.stack.test_stack_manager import FakeServer
 
 pytest.importorskip("moto.server")
 
@@ -227,19 +225,10 @@ def test_body_file_names() -> None:
     assert S3(Path("s"), Path("c"), print).port == 9000
 
 
-class _FailingSave(Component):
+class _FailingSave(FakeServer):
+    """The stack manager tests' local server, whose stop hook fails."""
+
     name = "failing"
-    port = 0
-    ready_timeout = 20.0
-    stop_timeout = 5.0
-
-    def prepare(self) -> LaunchSpec:
-        self.home.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(self.port)]
-        return LaunchSpec(argv=argv, cwd=self.home, env={}, marker=" ".join(argv[1:]))
-
-    def is_ready(self) -> bool:
-        return ports.accepts(self.port)
 
     def before_stop(self) -> None:
         raise StackError("failing: could not save")
