@@ -189,7 +189,7 @@ class MergeStep:
         """Step 1 of the per-minute stats of an applied event (`leadedge.rules.stats_state`)."""
         try:
             counted = count_applied(
-                merged.event, merged.state, merged.created, self.processor.rules
+                merged.event, merged.state, merged.created, self.processor.rules, merged.increments
             )
             return count.add(
                 counted,

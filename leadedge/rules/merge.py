@@ -51,6 +51,8 @@ class Applied:
     """The event changed the state."""
 
     state: State
+    # Every increment the event applied, by dotted name: what the stats count.
+    increments: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -115,9 +117,19 @@ def _add(current: Any, increment: str, dotted: str) -> int | float:
 
 
 def apply_fields(
-    current: dict[str, Any], fields: dict[str, Any], rules: MergeRules, path: str = ""
+    current: dict[str, Any],
+    fields: dict[str, Any],
+    rules: MergeRules,
+    path: str = "",
+    increments: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Rules 1 to 5 on one level of fields; returns a new dict, `current` is untouched."""
+    """Rules 1 to 5 on one level of fields; returns a new dict, `current` is untouched.
+
+    Each increment applied is noted in `increments` by its dotted name, so the stats
+    need not walk the event again to find them.
+    """
+    if increments is None:
+        increments = {}
     merged = dict(current)
     counters = rules.counter_fields
     for name, value in fields.items():
@@ -134,21 +146,24 @@ def apply_fields(
                 existing = merged.get(name)
                 if existing is None:
                     merged[name] = int(value)
+                    increments[path + name] = value
                     continue
                 if type(existing) is int:
                     merged[name] = _in_range(existing + int(value), path + name)
+                    increments[path + name] = value
                     continue
             elif not INCREMENT.match(value):
                 merged[name] = value
                 continue
             merged[name] = _add(merged.get(name), value, path + name)
+            increments[path + name] = value
         elif isinstance(value, dict):
             existing = merged.get(name, {})
             if not isinstance(existing, dict):
                 kind = type(existing).__name__
                 msg = f"object sent for field {path + name!r}, which holds a {kind}"
                 raise _Conflict(msg)
-            merged[name] = apply_fields(existing, value, rules, f"{path}{name}.")
+            merged[name] = apply_fields(existing, value, rules, f"{path}{name}.", increments)
         else:
             merged[name] = value
     return merged
@@ -185,8 +200,9 @@ def merge_event(
                 f"request {event.id!r} belongs to another project than {event.project!r}",
             )
     base: State = state if state is not None else {"id": event.id, "project": event.project}
+    increments: dict[str, str] = {}
     try:
-        merged = apply_fields(base, event.fields, rules)
+        merged = apply_fields(base, event.fields, rules, "", increments)
     except _Conflict as exc:
         return Rejection(exc.reason, str(exc))
     ts_ms = event.ts_ms
@@ -199,7 +215,7 @@ def merge_event(
         merged[EVENT_IDS] = EventIds.of(base.get(EVENT_IDS, ())).remembering(
             event_id, rules.max_event_ids
         )
-    return Applied(merged)
+    return Applied(merged, increments)
 
 
 def encode_state(state: State) -> bytes:

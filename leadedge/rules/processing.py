@@ -25,6 +25,8 @@ class Merged:
     event: Event
     # The event created the request (its first applied event): counted as a new request.
     created: bool = False
+    # Every increment the event applied, by dotted name (`leadedge.rules.merge.Applied`).
+    increments: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -104,4 +106,4 @@ class RecordProcessor:
                     f"request {event.id!r} would take {encoded} bytes, over "
                     f"{self.max_state_bytes} (LEADEDGE_MAX_STATE_BYTES)",
                 )
-        return Merged(key, after, event, before is None)
+        return Merged(key, after, event, before is None, outcome.increments)

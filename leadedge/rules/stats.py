@@ -122,15 +122,24 @@ class Counted:
     counters: dict[str, str]
 
 
-def count_applied(event: Event, state: State, created: bool, rules: MergeRules) -> Counted:
+def count_applied(
+    event: Event,
+    state: State,
+    created: bool,
+    rules: MergeRules,
+    applied: dict[str, str] | None = None,
+) -> Counted:
     """The window of an event the merge applied, and what it adds there.
 
     `state` is the request after the event (its `source` names the window) and `created`
     says whether the event created the request. Only applied events are counted, so the
     merge's own verdict decides what counts: a rejected or repeated event never reaches here.
+    `applied` is the increments the merge noted as it applied them (the same as
+    `increments(event.fields, rules)`, found without a second walk of the event).
     """
     window = Window(event.project, source_label(state.get(SOURCE_FIELD)), window_start(event.ts_ms))
-    return Counted(window, created, increments(event.fields, rules))
+    counters = increments(event.fields, rules) if applied is None else applied
+    return Counted(window, created, counters)
 
 
 def new_partial(window: Window, partition: int) -> State:

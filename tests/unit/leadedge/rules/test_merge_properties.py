@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from leadedge.rules.merge import Applied, Duplicate, MergeRules, merge_event, merged_request
 from leadedge.rules.models import Event, Rejection
+from leadedge.rules.stats import increments as stats_increments
 
 EXAMPLES = 1000
 NAMES = st.sampled_from(["a", "b", "c", "clicks"])
@@ -167,3 +168,19 @@ def test_a_replay_from_an_earlier_offset_changes_nothing(
             merge_event(state, event({"n": stream[offset]}), MergeRules(), (0, offset)), Duplicate
         )
     assert state == once
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(event_fields, min_size=1, max_size=8), st.sets(NAMES, max_size=2))
+def test_the_increments_a_merge_notes_are_those_the_stats_count(
+    stream: list[dict[str, Any]], counters: set[str]
+) -> None:
+    # The engine counts the merge's own note of what it applied (one walk of the event);
+    # `stats.increments` is the walk it replaces.
+    rules = MergeRules(counter_fields=frozenset(counters))
+    state: dict[str, Any] | None = None
+    for offset, fields in enumerate(stream):
+        outcome = merge_event(state, event(fields), rules, (0, offset))
+        if isinstance(outcome, Applied):
+            assert outcome.increments == stats_increments(fields, rules)
+            state = outcome.state
