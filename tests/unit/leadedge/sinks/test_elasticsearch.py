@@ -48,7 +48,7 @@ class FakeElasticsearch:
         self.indices = FakeIndices(self.calls, aliases or set())
         self.closed = False
 
-    async def bulk(self, *, operations: bytes) -> dict[str, Any]:
+    async def bulk(self, *, operations: bytes, filter_path: str | None = None) -> dict[str, Any]:
         lines = [orjson.loads(line) for line in operations.split(b"\n") if line]
         actions = lines[::2]
         self.calls.append(("bulk", [(a["index"]["_index"], a["index"]["_id"]) for a in actions]))
