@@ -12,6 +12,7 @@ Reads look in the cache being filled, then in the one being flushed, then in the
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -124,8 +125,10 @@ class WriteBackTable:
         self.flushing: dict[int, dict[str, Any]] = {}
         # Decoded stored values, newest written or read last: a request's next event
         # usually comes within seconds, and decoding its state again costs more than
-        # the merge. At most `clean_entries`; the oldest go first.
-        self.clean: dict[tuple[int, str], Any] = {}
+        # the merge. At most `clean_entries`; the oldest go first. An OrderedDict: taking
+        # the oldest out of a plain dict scans the slots its earlier deletions left empty
+        # (about 18 µs a value at 20,000 entries, against 1 µs here).
+        self.clean: OrderedDict[tuple[int, str], Any] = OrderedDict()
         self.clean_entries = clean_entries
 
     def get(self, partition: int, key: str) -> Any:
@@ -153,7 +156,7 @@ class WriteBackTable:
         clean = self.clean
         clean[(partition, key)] = value
         if len(clean) > self.clean_entries:
-            del clean[next(iter(clean))]
+            clean.popitem(last=False)
 
     def set(self, partition: int, key: str, value: Any) -> None:
         """Change `key` in `partition`; None deletes it."""
@@ -220,4 +223,6 @@ class WriteBackTable:
         for partition in gone:
             self.dirty.pop(partition, None)
         # Another worker may change them before they come back: read them from the store.
-        self.clean = {entry: v for entry, v in self.clean.items() if entry[0] not in gone}
+        self.clean = OrderedDict(
+            (entry, v) for entry, v in self.clean.items() if entry[0] not in gone
+        )
