@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from mode import Service
 
 from leadedge import health, metrics
@@ -101,23 +101,7 @@ class RawArchive(Service):
         batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
         for tp, messages in batches.items():
             metrics.agent_records_total.labels("archive", "in").inc(len(messages))
-            for message in messages:
-                await self.add(
-                    tp,
-                    SourceRecord(
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        timestamp_ms=message.timestamp,
-                        key=message.key,
-                        value=message.value,
-                        undecodable=(
-                            undecodable.undecodable_reason(message.headers)
-                            if message.value is None
-                            else None
-                        ),
-                    ),
-                )
+            await self.add_all(tp, messages)
         await self.flush_aged()
 
     async def _rewind(self) -> None:
@@ -135,19 +119,39 @@ class RawArchive(Service):
             # The group moved on (a rebalance): the next assignment sets the positions.
             log.warning("archive: could not rewind; the next assignment will", exc_info=True)
 
-    async def add(self, tp: TopicPartition, record: SourceRecord) -> None:
-        """Buffer one record, rotating on the hour boundary and on size."""
-        hour = hour_of(record.timestamp_ms)
+    async def add_all(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+        """Buffer a partition's fetched records, rotating on the hour boundary and on size.
+
+        One call per fetch, not per record: the loop awaits only when an object is due.
+        """
         buffer = self.buffers.get(tp)
-        if buffer is not None and buffer.hour != hour:
-            await self.flush(tp)
-            buffer = None
-        if buffer is None:
-            buffer = PartitionBuffer(tp.topic, tp.partition, hour, record.offset, time.monotonic())
-            self.buffers[tp] = buffer
-        buffer.add(record)
-        if buffer.size >= settings.archive_max_bytes:
-            await self.flush(tp)
+        max_bytes = settings.archive_max_bytes
+        for message in messages:
+            hour = hour_of(message.timestamp)
+            if buffer is not None and buffer.hour != hour:
+                await self.flush(tp)
+                buffer = None
+            if buffer is None:
+                buffer = PartitionBuffer(
+                    tp.topic, tp.partition, hour, message.offset, time.monotonic()
+                )
+                self.buffers[tp] = buffer
+            buffer.add(
+                SourceRecord(
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    message.timestamp,
+                    message.key,
+                    message.value,
+                    undecodable.undecodable_reason(message.headers)
+                    if message.value is None
+                    else None,
+                )
+            )
+            if buffer.size >= max_bytes:
+                await self.flush(tp)
+                buffer = None
 
     async def flush_aged(self) -> None:
         """Age is checked on the wall clock, so idle partitions are stored too."""

@@ -72,3 +72,20 @@ def test_a_buffer_body_is_gzip_ndjson_of_its_records() -> None:
     assert [orjson.loads(x)["offset"] for x in lines] == [7, 8]
     assert buffer.last_offset == 8
     assert buffer.key("raw").endswith("requests+3+00000000000000000007.ndjson.gz")
+
+
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=10,
+    )
+)
+def test_any_json_value_is_archived_as_the_value_it_parses_to(value: object) -> None:
+    sent = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    line = orjson.loads(archive_line(record(sent)))
+    assert line["value"] == orjson.loads(sent)
