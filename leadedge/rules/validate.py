@@ -63,42 +63,53 @@ def decode_json(value: bytes | None) -> Any | Rejection:
     return _json_error(text)
 
 
-def _too_deep(container: dict[str, Any] | list[Any], depth: int) -> bool:
-    """True when a value inside `container` (itself at `depth`) is deeper than MAX_DEPTH."""
+# Returned as soon as found: too deep wins over any other problem of the event.
+TOO_DEEP = Rejection("too_deep", f"event nests deeper than {MAX_DEPTH} levels")
+
+
+def _nested_problem(
+    container: dict[str, Any] | list[Any], depth: int, path: str | None
+) -> Rejection | None:
+    """`TOO_DEEP`, else the first name or number inside `container` that may not be sent.
+
+    Too deep: a value inside `container` (itself at `depth`) deeper than MAX_DEPTH. One
+    walk for both. Names and numbers are checked under objects only (`path` is the
+    dotted name so far, None under an array, where they are not checked); once a problem
+    is found, the rest is walked for depth alone.
+    """
     if depth >= MAX_DEPTH:
-        return len(container) > 0
-    for value in container.values() if isinstance(container, dict) else container:
-        if isinstance(value, (dict, list)) and _too_deep(value, depth + 1):
-            return True
-    return False
-
-
-def _field_name_problem(fields: dict[str, Any], path: str = "") -> Rejection | None:
-    for name, value in fields.items():
-        if name.startswith("_"):
-            return Rejection("underscore_field", f"field {path}{name!r} starts with '_'")
-        if not path and name in RESERVED_FIELDS:
-            return Rejection("reserved_field", f"field {name!r} is derived by leadedge")
-        if isinstance(value, float) and not math.isfinite(value):
-            return Rejection("non_finite_number", f"field {path}{name!r} is not finite")
-        if isinstance(value, dict):
-            problem = _field_name_problem(value, f"{path}{name}.")
-            if problem:
-                return problem
+        return TOO_DEEP if len(container) > 0 else None
+    problem: Rejection | None = None
+    if isinstance(container, dict):
+        for name, value in container.items():
+            if path is not None and problem is None:
+                if name.startswith("_"):
+                    problem = Rejection("underscore_field", f"field {path}{name!r} starts with '_'")
+                elif isinstance(value, float) and not math.isfinite(value):
+                    problem = Rejection("non_finite_number", f"field {path}{name!r} is not finite")
+            if isinstance(value, (dict, list)):
+                inner = (
+                    f"{path}{name}."
+                    if path is not None and problem is None and isinstance(value, dict)
+                    else None
+                )
+                found = _nested_problem(value, depth + 1, inner)
+                if found is TOO_DEEP:
+                    return found
+                if problem is None:
+                    problem = found
+        return problem
+    for value in container:
+        if isinstance(value, (dict, list)) and _nested_problem(value, depth + 1, None) is TOO_DEEP:
+            return TOO_DEEP
     return None
 
 
-def _top_field_problem(name: str, value: Any) -> Rejection | None:
-    # `_field_name_problem` for one field of the top level.
+def _top_name_problem(name: str) -> Rejection | None:
     if name.startswith("_"):
         return Rejection("underscore_field", f"field {name!r} starts with '_'")
     if name in RESERVED_FIELDS:
         return Rejection("reserved_field", f"field {name!r} is derived by leadedge")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return Rejection("non_finite_number", f"field {name!r} is not finite")
-    elif isinstance(value, dict):
-        return _field_name_problem(value, f"{name}.")
     return None
 
 
@@ -184,15 +195,26 @@ def event_from_object(
                 continue
             fields[name] = value
             if problem is None and (name[:1] == "_" or name in RESERVED_FIELDS):
-                problem = _top_field_problem(name, value)
+                problem = _top_name_problem(name)
             continue
-        if isinstance(value, (dict, list)) and _too_deep(value, 2):
-            return Rejection("too_deep", f"event nests deeper than {MAX_DEPTH} levels")
-        if name in BOOKKEEPING_FIELDS:
+        merged = name not in BOOKKEEPING_FIELDS
+        nested: Rejection | None = None
+        if isinstance(value, (dict, list)):
+            # Names inside are checked only where they would be merged and reported.
+            checked = merged and problem is None and isinstance(value, dict)
+            nested = _nested_problem(value, 2, f"{name}." if checked else None)
+            if nested is TOO_DEEP:
+                return nested
+        if not merged:
             continue
         fields[name] = value
         if problem is None:
-            problem = _top_field_problem(name, value)
+            problem = _top_name_problem(name)
+            if problem is None:
+                if isinstance(value, float) and not math.isfinite(value):
+                    problem = Rejection("non_finite_number", f"field {name!r} is not finite")
+                else:
+                    problem = nested
     if problem:
         return problem
     ts_ms = parse_ts(doc["ts"]) if doc.get("ts") is not None else record_ts_ms

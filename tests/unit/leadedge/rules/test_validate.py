@@ -1,10 +1,21 @@
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadedge.rules.models import Event, Rejection
-from leadedge.rules.validate import parse_event
+from leadedge.rules.validate import (
+    BOOKKEEPING_FIELDS,
+    MAX_DEPTH,
+    RESERVED_FIELDS,
+    event_from_object,
+    parse_event,
+)
 
 
 def parse(value: bytes, key: bytes | None = b"a", **kw: object) -> Event | Rejection:
@@ -94,3 +105,61 @@ def test_a_record_timestamp_out_of_range_is_refused_when_the_event_has_no_ts() -
     result = parse_event(b'{"id": "a"}', key=b"a", record_ts_ms=2**62, max_bytes=4096)
     assert isinstance(result, Rejection) and result.reason == "bad_ts"
     assert "record timestamp" in result.detail
+
+
+def _model_too_deep(container: Any, depth: int) -> bool:
+    if depth >= MAX_DEPTH:
+        return len(container) > 0
+    values = container.values() if isinstance(container, dict) else container
+    return any(isinstance(v, (dict, list)) and _model_too_deep(v, depth + 1) for v in values)
+
+
+def _model_names(fields: dict[str, Any], path: str) -> str | None:
+    for name, value in fields.items():
+        if name.startswith("_"):
+            return "underscore_field"
+        if not path and name in RESERVED_FIELDS:
+            return "reserved_field"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "non_finite_number"
+        if isinstance(value, dict):
+            found = _model_names(value, f"{path}{name}.")
+            if found:
+                return found
+    return None
+
+
+def model_verdict(doc: dict[str, Any]) -> str | None:
+    """The depth and name rules written as two walks: too deep first, then the first name."""
+    if any(isinstance(v, (dict, list)) and _model_too_deep(v, 2) for v in doc.values()):
+        return "too_deep"
+    return _model_names({k: v for k, v in doc.items() if k not in BOOKKEEPING_FIELDS}, "")
+
+
+_names = st.sampled_from(["a", "b", "_u", "geo", "ts", "project"])
+_leaves = st.one_of(st.integers(0, 9), st.text(max_size=2), st.floats(), st.none())
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(_names, inner, max_size=2),
+    max_leaves=40,
+)
+
+
+def _nest(value: Any, levels: int) -> Any:
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.dictionaries(_names, _values | _values.map(lambda v: _nest(v, 15)), max_size=5))
+def test_depth_names_and_numbers_are_judged_as_two_separate_walks_would(
+    fields: dict[str, Any],
+) -> None:
+    # One walk checks depth, names and numbers together; the verdict is the two walks'.
+    doc = {**fields, "id": "a"}
+    doc.pop("ts", None)
+    doc.pop("project", None)
+    result = event_from_object(doc, key=b"a", record_ts_ms=5)
+    expected = model_verdict(doc)
+    assert (result.reason if isinstance(result, Rejection) else None) == expected
