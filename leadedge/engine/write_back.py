@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import orjson
+import rocksdict
 from faust.types import TP
 
 from leadedge.rules.event_ids import json_default
@@ -54,16 +55,35 @@ def encode_value(value: Any) -> bytes | None:
     return None if value is None else orjson.dumps(value, default=json_default)
 
 
+def rocksdb_write_batch(store: Any) -> Any:
+    """An empty write batch for `store`'s databases, as Faust's changelog apply makes one.
+
+    Faust opens its databases with rocksdict (a dependency) in raw mode; the store says so.
+    """
+    if not store.use_rocksdict:
+        msg = "leadedge's tables need Faust's rocksdict driver (pip install rocksdict)"
+        raise RuntimeError(msg)
+    return rocksdict.WriteBatch(raw_mode=True)
+
+
 class RocksDBPartitions:
     """Faust's RocksDB store, one database per partition, addressed directly.
 
     Faust's own `get`/`set` find the partition from the event being processed; the
-    engine knows it, so it reads and writes the partition's database itself.
+    engine knows it, so it reads and writes the partition's database itself. A flush's
+    values go in one write batch per partition (about half the cost of a write per
+    value, and they land together), as Faust writes a changelog batch in recovery.
     """
 
-    def __init__(self, store: Any, changelog_topic: str) -> None:
+    def __init__(
+        self,
+        store: Any,
+        changelog_topic: str,
+        new_batch: Callable[[], Any] | None = None,
+    ) -> None:
         self.store = store
         self.changelog_topic = changelog_topic
+        self.new_batch = new_batch or functools.partial(rocksdb_write_batch, store)
 
     def get(self, partition: int, key: str) -> Any:
         """The stored value of `key` in `partition`'s database, or None."""
@@ -74,12 +94,13 @@ class RocksDBPartitions:
         self, partition: int, items: Iterable[tuple[str, bytes | None]], changelog_offset: int
     ) -> None:
         """Write a flush's values and the changelog offset recovery resumes after."""
-        db = self.store._db_for_partition(partition)
+        batch = self.new_batch()
         for key, raw in items:
             if raw is None:
-                db.delete(encode_key(key))
+                batch.delete(encode_key(key))
             else:
-                db.put(encode_key(key), raw)
+                batch.put(encode_key(key), raw)
+        self.store._db_for_partition(partition).write(batch)
         self.store.set_persisted_offset(TP(self.changelog_topic, partition), changelog_offset)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,7 +13,6 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, Message
 
 import leadedge.agents.merge  # noqa: F401 (declares the tables on the app)
-from leadedge.engine.app import app
 from leadedge.engine.changelog_recovery import ChangelogBatches
 from leadedge.engine.write_back import encode_key, encode_value
 from leadedge.tables.merged_requests import merged_requests
@@ -41,21 +38,9 @@ class FakeRecovery:
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> Iterator[RocksDBStore]:
-    """The merged-requests table over a real RocksDB store in a temporary directory."""
-
-    class TemporaryStore(RocksDBStore):
-        @property
-        def path(self) -> Path:
-            return tmp_path
-
-    built = TemporaryStore("rocksdb://", app, merged_requests)
-    previous = merged_requests._data
-    merged_requests._data = built
-    yield built
-    merged_requests._data = previous
-    for db in built._dbs.values():
-        db.close()
+def store(rocksdb_store: RocksDBStore) -> RocksDBStore:
+    """The merged-requests table over a real RocksDB store (see conftest)."""
+    return rocksdb_store
 
 
 def record(offset: int, key: str, value: dict[str, Any] | None) -> ConsumerRecord[bytes, bytes]:

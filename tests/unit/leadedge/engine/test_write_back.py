@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
 
 from leadedge.engine.write_back import (
@@ -224,6 +225,26 @@ class FakeDB:
     def delete(self, key: bytes) -> None:
         self.data.pop(key, None)
 
+    def write(self, batch: FakeBatch) -> None:
+        for key, value in batch.operations:
+            if value is None:
+                self.delete(key)
+            else:
+                self.put(key, value)
+
+
+class FakeBatch:
+    """A RocksDB write batch: the operations, applied together by `FakeDB.write`."""
+
+    def __init__(self) -> None:
+        self.operations: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.operations.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        self.operations.append((key, None))
+
 
 class FakeRocksDBStore:
     """Faust's RocksDB store as far as the engine uses it: a database per partition."""
@@ -241,7 +262,7 @@ class FakeRocksDBStore:
 
 def test_rocksdb_partitions_write_the_partition_database_and_the_changelog_offset() -> None:
     store = FakeRocksDBStore()
-    partitions = RocksDBPartitions(store, "merged_requests-changelog")
+    partitions = RocksDBPartitions(store, "merged_requests-changelog", FakeBatch)
     store._db_for_partition(3).put(encode_key("old"), b"1")
     partitions.write(3, [("é", b'{"n":1}'), ("old", None)], 41)
     assert store.dbs[3].data == {encode_key("é"): b'{"n":1}'}
@@ -255,7 +276,7 @@ def test_a_flush_through_rocksdb_records_the_changelog_offset_of_each_partition(
     cache = WriteBackTable(
         "merged_requests",
         "merged_requests-changelog",
-        RocksDBPartitions(store, "merged_requests-changelog"),
+        RocksDBPartitions(store, "merged_requests-changelog", FakeBatch),
     )
     cache.set(0, "a", {"n": 1})
     cache.set(1, "b", {"n": 2})
@@ -276,7 +297,7 @@ def test_a_flush_plan_sees_each_partitions_stored_values_from_before_the_flush()
     cache = WriteBackTable(
         "stats_partials",
         "stats_partials-changelog",
-        RocksDBPartitions(store, "stats_partials-changelog"),
+        RocksDBPartitions(store, "stats_partials-changelog", FakeBatch),
         flush_plan=flush_records,
     )
     for partition in (0, 1):
@@ -295,3 +316,17 @@ def test_a_flush_plan_sees_each_partitions_stored_values_from_before_the_flush()
         "stream_ms": 50,
         "open": [],
     }
+
+
+def test_a_flush_is_written_to_faust_s_rocksdb_store_in_one_batch_per_partition(
+    rocksdb_store: RocksDBStore,
+) -> None:
+    # The real store (rocksdict, as Faust opens it): the batch Faust's own changelog
+    # apply uses, read back through Faust's store.
+    partitions = RocksDBPartitions(rocksdb_store, "merged_requests-changelog")
+    partitions.write(1, [("a", b'{"n":1}'), ("b", b'{"n":2}')], 7)
+    partitions.write(1, [("a", None), ("c", b'{"n":3}')], 9)
+    assert partitions.get(1, "a") is None
+    assert [partitions.get(1, key) for key in ("b", "c")] == [{"n": 2}, {"n": 3}]
+    assert rocksdb_store.persisted_offset(TP("merged_requests-changelog", 1)) == 9
+    assert rocksdb_store.use_rocksdict
