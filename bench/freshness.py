@@ -26,12 +26,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import BROKER, ES_URL, PARTITIONS, REPO, Names, create_topic, log
+from bench.loadgen import STARTED_LINE
 from bench.measure import CpuMeter, metric_sum, parse_metrics
 from bench.worker import Worker, worker_env
 from bench.worker_stages import sink_figures
 from leadedge.config import bootstrap_servers
 
 POLL_S = 0.1
+# How long the load generator may take to make its events ahead of the run.
+STARTUP_S = 300.0
 WINDOW = 2000  # probe ids asked for per poll
 PROBE_EVERY = 20
 BOUNDED_S = 2.0
@@ -134,6 +137,13 @@ async def _run_rate(
             producer = await asyncio.create_subprocess_exec(
                 *command, cwd=REPO, stdout=asyncio.subprocess.PIPE
             )
+            # The load generator makes its events before its clock starts: the run (lag
+            # samples, machine and Elasticsearch costs) starts with its first send.
+            assert producer.stdout is not None
+            first = await asyncio.wait_for(producer.stdout.readline(), timeout=STARTUP_S)
+            if first.strip() != STARTED_LINE:
+                msg = f"the load generator did not start: {first!r}"
+                raise RuntimeError(msg)
             output = asyncio.ensure_future(producer.communicate())
             es_before = await _es_node_stats(session)
             started = time.monotonic()

@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,7 @@ async def produce(
     duration: float | None = None,
     linger_ms: int | None = None,
     progress: bool = False,
+    on_start: Callable[[], None] | None = None,
 ) -> ProduceStats:
     """Produce `events` (or for `duration` seconds), at `rate` per second or as fast as possible.
 
@@ -147,10 +149,16 @@ async def produce(
     try:
         partitions = sorted(await producer.partitions_for(topic))
         batches = _Batches(producer, topic, len(partitions))
+        limit = events if events is not None else sys.maxsize
+        made = _made_ahead(generator, rate, duration, limit)
+        if made is not None:
+            log(f"  {len(made):,} events made ahead of the run")
+        probes_sent = 0
+        if on_start is not None:
+            on_start()
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + duration if duration is not None else None
-        limit = events if events is not None else sys.maxsize
         last_report = last_burst = started
         while stats.events < limit:
             now = loop.time()
@@ -164,10 +172,21 @@ async def produce(
             else:
                 due = min(5000, limit - stats.events)
             sent_ms = int(time.time() * 1000)
-            for _ in range(due):
-                key, value = encode(next(generator), sent_ms)
-                await batches.add(key, value)
-                stats.bytes += len(value)
+            if made is not None:
+                due = min(due, len(made) - stats.events)
+                if due <= 0:
+                    break
+                stamp = SENT_FIELD + str(sent_ms).encode()
+                for key, value, probe in made[stats.events : stats.events + due]:
+                    value = value.replace(SENT_PLACEHOLDER, stamp, 1)
+                    await batches.add(key, value)
+                    stats.bytes += len(value)
+                    probes_sent += probe
+            else:
+                for _ in range(due):
+                    key, value = encode(next(generator), sent_ms)
+                    await batches.add(key, value)
+                    stats.bytes += len(value)
             stats.events += due
             # At a rate every burst goes out at once; flat out, batches go out as they fill.
             if rate and now - last_burst >= BURST_S:
@@ -181,8 +200,48 @@ async def produce(
         stats.seconds = loop.time() - started
     finally:
         await producer.stop()
-    stats.probes = generator.next_probe - probes_before
+    stats.probes = probes_sent if made is not None else generator.next_probe - probes_before
     return stats
+
+
+# `sent_ms` of an event made ahead, replaced by the wall-clock time as it is sent (the
+# same number of digits until the year 2286, and a key cannot occur inside a JSON string).
+SENT_FIELD = b'"sent_ms":'
+SENT_PLACEHOLDER = SENT_FIELD + b"1111111111111"
+# Events made ahead of a run at a fixed rate, at most (about 400 MB of records).
+MADE_AHEAD_MAX = 1_200_000
+
+
+def _made_ahead(
+    generator: Generator, rate: float | None, duration: float | None, limit: int
+) -> list[tuple[bytes, bytes, bool]] | None:
+    """A fixed-rate run's events, made and encoded before its clock starts; else None.
+
+    Making an event (the Zipf draws, the random fields, the JSON) cost the load generator
+    about 40 µs, a third of a core at 5,000 events/s, taken from the broker, Elasticsearch
+    and the worker it measures on the same machine. Made ahead, only `sent_ms` is set as
+    each goes out. Each comes with whether it is a probe.
+    """
+    if not rate or duration is None:
+        return None
+    planned = min(limit, int(rate * duration) + 1)
+    if planned > MADE_AHEAD_MAX:
+        return None
+    made = []
+    for _ in range(planned):
+        probes = generator.next_probe
+        key, value = encode(next(generator), 1_111_111_111_111)
+        made.append((key, value, generator.next_probe != probes))
+    return made
+
+
+# With --json, the line that says the run's clock starts (events made ahead are ready).
+STARTED_LINE = b'{"started":true}'
+
+
+def _say_started() -> None:
+    sys.stdout.buffer.write(STARTED_LINE + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             duration=args.duration,
             linger_ms=args.linger_ms,
             progress=not args.json,
+            on_start=_say_started if args.json else None,
         )
     )
     if args.json:
