@@ -1,176 +1,35 @@
-"""`requests` → gzip NDJSON objects in S3, every raw record, good or bad.
+"""`requests` → gzip NDJSON objects in S3, in a process of its own beside the worker.
 
-The archive reads with its own consumer group and commits a partition's offset right
-after each object is stored. Faust's shared group commits only offsets that every agent
-has acknowledged, so archive objects could not decide where a replay starts; with a
-group of its own, a restart always resumes at the first offset of an object and rewrites
-it under the same name.
+The archive (`leadedge.engine.raw_archive`) reads with its own consumer group and needs
+nothing of the merge, so the worker runs it as a child process
+(`leadedge.engine.archive_process`): started with the worker, started again if it dies,
+asked to store what it holds when the worker stops. Its metrics and failures show in the
+worker's `/metrics` and `/health`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from mode import Service
 
-from leadedge import health, metrics
-from leadedge.engine import undecodable
-from leadedge.engine.app import app, kafka, settings, wiring
-from leadedge.rules.archive import PartitionBuffer, hour_of
-from leadedge.rules.models import SourceRecord
-from leadedge.sinks.s3 import S3Sink
+from leadedge.engine.app import app, settings
+from leadedge.engine.archive_process import ArchiveProcess
 
-log = logging.getLogger(__name__)
-
-# Backoff between attempts after the archive failed.
-RETRY_FIRST_S = 1.0
-RETRY_MAX_S = 30.0
-
-
-class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, archive: RawArchive) -> None:
-        self.archive = archive
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            await self.archive.flush(tp)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+# Of the worker's shutdown bound: the rest is for the merge's last flush and commit.
+STOP_SHARE = 0.8
 
 
 @app.service
-class RawArchive(Service):
-    """Buffers each partition's raw records and stores them as one object at a time."""
+class RawArchiveService(Service):
+    """Keeps the archive's process running while the worker runs."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.sink: S3Sink = wiring.archive_sink
-        self.buffers: dict[TopicPartition, PartitionBuffer] = {}
-        self.consumer: AIOKafkaConsumer | None = None
-
-    async def on_start(self) -> None:
-        """Open the S3 client and the archive's consumer."""
-        await self.sink.start()
-        # A batch the client cannot decode: a line per offset saying so, never a stop.
-        undecodable.install({settings.requests_topic})
-        self.consumer = AIOKafkaConsumer(
-            **kafka.client_options(),
-            group_id=f"{settings.app_id}-archive",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=2000,
-            session_timeout_ms=int(settings.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(max(settings.session_timeout_s / 3, 1.0) * 1000),
-        )
-        await self.consumer.start()
-        self.consumer.subscribe([settings.requests_topic], listener=_FlushOnRevoke(self))
-
-    async def on_stop(self) -> None:
-        """Store what is buffered, commit it, then close: a graceful stop loses nothing."""
-        if self.consumer is not None:
-            for tp in list(self.buffers):
-                await self.flush(tp)
-            await self.consumer.stop()
-        await self.sink.stop()
+        self.process = ArchiveProcess()
 
     @Service.task
-    async def _consume(self) -> None:
-        # An error here (S3 refusing with 403, a missing bucket, a commit after a
-        # rebalance) must not stop the worker: the archive reports it, drops what it had
-        # not stored, reads again from its committed offsets, and retries with backoff.
-        backoff_s = RETRY_FIRST_S
-        while not self.should_stop:
-            try:
-                await self._consume_once()
-            except Exception as exc:
-                health.report_failure("archive", f"{type(exc).__name__}: {exc}")
-                log.exception("archive failed; reading again from its last stored offsets")
-                await self._rewind()
-                await self.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, RETRY_MAX_S)
-                continue
-            if health.report_recovered("archive"):
-                log.info("archive recovered")
-            backoff_s = RETRY_FIRST_S
+    async def _supervise(self) -> None:
+        await self.process.supervise()
 
-    async def _consume_once(self) -> None:
-        assert self.consumer is not None
-        batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
-        for tp, messages in batches.items():
-            metrics.agent_records_total.labels("archive", "in").inc(len(messages))
-            await self.add_all(tp, messages)
-        await self.flush_aged()
-
-    async def _rewind(self) -> None:
-        """Forget every buffer and read each partition again from its committed offset."""
-        self.buffers.clear()
-        assert self.consumer is not None
-        try:
-            for tp in self.consumer.assignment():
-                committed = await self.consumer.committed(tp)
-                if committed is None:
-                    await self.consumer.seek_to_beginning(tp)
-                else:
-                    self.consumer.seek(tp, committed)
-        except Exception:
-            # The group moved on (a rebalance): the next assignment sets the positions.
-            log.warning("archive: could not rewind; the next assignment will", exc_info=True)
-
-    async def add_all(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
-        """Buffer a partition's fetched records, rotating on the hour boundary and on size.
-
-        One call per fetch, not per record: the loop awaits only when an object is due.
-        """
-        buffer = self.buffers.get(tp)
-        max_bytes = settings.archive_max_bytes
-        for message in messages:
-            hour = hour_of(message.timestamp)
-            if buffer is not None and buffer.hour != hour:
-                await self.flush(tp)
-                buffer = None
-            if buffer is None:
-                buffer = PartitionBuffer(
-                    tp.topic, tp.partition, hour, message.offset, time.monotonic()
-                )
-                self.buffers[tp] = buffer
-            buffer.add(
-                SourceRecord(
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    message.timestamp,
-                    message.key,
-                    message.value,
-                    undecodable.undecodable_reason(message.headers)
-                    if message.value is None
-                    else None,
-                )
-            )
-            if buffer.size >= max_bytes:
-                await self.flush(tp)
-                buffer = None
-
-    async def flush_aged(self) -> None:
-        """Age is checked on the wall clock, so idle partitions are stored too."""
-        now = time.monotonic()
-        for tp, buffer in list(self.buffers.items()):
-            if now - buffer.opened_at >= settings.archive_max_age_s:
-                await self.flush(tp)
-
-    async def flush(self, tp: TopicPartition) -> None:
-        """Store the partition's object, then commit the offset after its last record."""
-        buffer = self.buffers.pop(tp, None)
-        if buffer is None or not buffer.lines:
-            return
-        # Compressed in a thread: zlib lets go of the interpreter lock, so an object's
-        # gzip (tens of milliseconds for a few MB) runs beside the merge instead of
-        # holding up the event loop (it was about 8% of the worker's main thread).
-        body = await asyncio.to_thread(buffer.body)
-        await self.sink.write([(buffer.key(settings.s3_prefix), body)])
-        metrics.agent_records_total.labels("archive", "out").inc(len(buffer.lines))
-        assert self.consumer is not None
-        await self.consumer.commit({tp: buffer.last_offset + 1})
+    async def on_stop(self) -> None:
+        """The child stores its open objects and commits them before the worker exits."""
+        await self.process.stop(settings.shutdown_timeout_s * STOP_SHARE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import signal
 import threading
 import time
@@ -257,3 +258,54 @@ def test_kill_9_during_uploads_leaves_no_gap_and_no_duplicate_offset(
         worker.start()
     producer.join()
     assert_archived_exactly_once(endpoints, names, positions)
+
+
+def archive_process_of(worker_pid: int) -> int | None:
+    """The pid of the worker's archive process, if it has one running."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        state, parent = fields[0], int(fields[1])
+        if parent == worker_pid and state != "Z" and b"leadedge.engine.archive_process" in cmdline:
+            return int(stat.parent.name)
+    return None
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_archive_process_is_started_again_and_one_goes_with_a_killed_worker(
+    endpoints: Endpoints, start_worker: WorkerFactory
+) -> None:
+    history = generate(ids=50, events=3_000, seed=25)
+    names = Names()
+    worker = start_worker(names, extra={"LEADEDGE_ARCHIVE_MAX_BYTES": "4096"})
+    assert worker.process is not None
+    worker_pid = worker.process.pid
+    producer, positions = produce_in_background(
+        endpoints, names.requests_topic, history.records, 300
+    )
+    first = wait_for(lambda: archive_process_of(worker_pid), 30, "the archive's process")
+    time.sleep(3)
+    os.kill(first, signal.SIGKILL)
+    second = wait_for(
+        lambda: (pid := archive_process_of(worker_pid)) != first and pid,
+        60,
+        "a new archive process",
+    )
+    producer.join()
+    assert_archived_exactly_once(endpoints, names, positions)
+    assert 'leadedge_component_errors_total{component="archive"}' in worker.get_text("/metrics")
+    wait_for(lambda: worker.get("/health") == (200, {"status": "ok"}), 60, "/health ok again")
+    # The worker alone killed, not its process group: its archive process leaves with it.
+    os.kill(worker_pid, signal.SIGKILL)
+    worker.process.wait(timeout=30)
+    worker.process = None
+    wait_for(lambda: not running(second), 15, "the archive process to exit with the worker")
