@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.stack import Endpoints, docker_stack, local_stack
-from tests.integration.worker import Names, Worker, worker_env
+from tests.integration.worker import Names, Worker, delete_indices, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +71,12 @@ def start_worker(
     yield start
     for worker in started:
         worker.kill()
+    delete_indices(
+        endpoints.es_url,
+        {
+            worker.env[name]
+            for worker in started
+            for name in ("LEADEDGE_ES_ALIAS", "LEADEDGE_STATS_ALIAS")
+            if name in worker.env
+        },
+    )
