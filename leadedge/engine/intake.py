@@ -84,6 +84,9 @@ class BatchConsumer(Consumer):
         # `leadedge.engine.deleted_records` for what it is compared with.
         self._next_offset: dict[TP, int] = {}
         self.deleted_records = DeletedRecordsWatch()
+        # Partitions whose revocation has begun: none of their records is applied from
+        # then on, so no flush after the revocation's own can hold any of their work.
+        self._revoking: set[TP] = set()
         # Recovering tables' changelog records, written to their stores a fetch at a time.
         self.changelog_batches = ChangelogBatches(self.app)
 
@@ -160,7 +163,7 @@ class BatchConsumer(Consumer):
     def _still_ours(self, tp: TP, generation_id: int) -> bool:
         # A fetch that overlapped a rebalance may hold records of a partition that was
         # revoked meanwhile: never apply them after the revocation.
-        if self.app.consumer_generation_id != generation_id:
+        if self.app.consumer_generation_id != generation_id or tp in self._revoking:
             return False
         active = self._active_partitions
         return active is None or tp in active or tp in self._buffered_partitions
@@ -220,7 +223,13 @@ class BatchConsumer(Consumer):
             return len(fresh)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        """Flush and commit what was read of revoked partitions before Faust forgets it."""
+        """Flush and commit what was read of revoked partitions before Faust forgets it.
+
+        From here on no record of `revoked` is applied (a fetch may still be handed over
+        in slices meanwhile): a flush that began after the one below could otherwise
+        carry their work past the revocation, to a changelog the next owner writes too.
+        """
+        self._revoking |= revoked
         for topic, handler in self.batch_handlers.items():
             mine = {tp for tp in revoked if tp.topic == topic}
             if not mine:
@@ -246,6 +255,11 @@ class BatchConsumer(Consumer):
             # A later assignment starts from the committed offset.
             self._next_offset.pop(tp, None)
         await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """Partitions assigned (again) are applied again."""
+        self._revoking -= assigned
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def commit_and_end_transactions(self) -> None:
         """Before the last commit of a stop, flush the batch topics.

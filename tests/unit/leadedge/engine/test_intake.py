@@ -232,6 +232,52 @@ async def test_a_revocation_flushes_and_commits_what_was_read_before_faust_forge
     assert revoked_by_faust == [{TP0, OTHER}]
 
 
+async def test_once_a_revocation_begins_its_partitions_get_no_slice_until_assigned_again(
+    consumer: BatchConsumer, handler: RecordingHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The revocation's flush waits for Kafka while the rest of a fetch is handed over:
+    # a slice of the revoked partition applied then would go out with a later flush,
+    # after the partition's next owner has begun writing its changelog.
+    monkeypatch.setattr(consumer, "slice_records", 2)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_revoked", _faust_noop)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_assigned", _faust_noop)
+
+    async def commit(topics: Any = None, start_new_transaction: bool = True) -> bool:
+        return True
+
+    monkeypatch.setattr(consumer, "commit", commit)
+    revocation: list[asyncio.Task[None]] = []
+
+    async def revocation_begins() -> None:
+        handler.waits += 1
+        if not revocation:
+            handler.flush_delay_s = 0.05
+            revocation.append(asyncio.ensure_future(consumer.on_partitions_revoked({TP0})))
+            await asyncio.sleep(0)
+
+    monkeypatch.setattr(handler, "wait_for_room", revocation_begins)
+    fetch_returns(
+        consumer,
+        monkeypatch,
+        {
+            TP0: [record(b"{}", offset=n) for n in range(4)],
+            TP1: [record(b"{}", offset=0, partition=1)],
+        },
+    )
+    await drain(consumer)
+    await revocation[0]
+    assert handler.batches == [(TP0, 0, [0, 1]), (TP1, 0, [0])]
+    assert handler.dropped == [{TP0}]
+    await consumer.on_partitions_assigned({TP0, TP1})
+    fetch_returns(consumer, monkeypatch, {TP0: [record(b"{}", offset=2)]})
+    await drain(consumer)
+    assert handler.batches[-1] == (TP0, 2, [2])
+
+
+async def _faust_noop(self: Any, *args: Any) -> None:
+    return None
+
+
 async def test_a_revocation_whose_flush_fails_or_is_too_slow_commits_nothing(
     consumer: BatchConsumer, handler: RecordingHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:

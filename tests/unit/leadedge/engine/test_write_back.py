@@ -330,3 +330,25 @@ def test_a_flush_is_written_to_faust_s_rocksdb_store_in_one_batch_per_partition(
     assert [partitions.get(1, key) for key in ("b", "c")] == [{"n": 2}, {"n": 3}]
     assert rocksdb_store.persisted_offset(TP("merged_requests-changelog", 1)) == 9
     assert rocksdb_store.use_rocksdict
+
+
+def test_a_flush_that_ends_after_its_partition_was_revoked_leaves_nothing_of_it_cached() -> None:
+    store = CountingStore({"a": "old"})
+    cache = WriteBackTable("merged_requests", "merged_requests-changelog", store)
+    cache.set(0, "a", "flushed here")
+    cache.set(1, "b", "flushed here too")
+    cache.take()
+    encoded = cache.encoded()
+    cache.drop([0])  # revoked while the flush waits for Kafka
+    cache.stored(encoded, {0: 3, 1: 4})
+    assert (0, "a") not in cache.clean
+    assert cache.clean == {(1, "b"): "flushed here too"}
+    # The partition's next owner changes it; once it is assigned here again, the value
+    # is read from the store, which the changelog brought up to date.
+    store.data["a"] = "changed elsewhere"
+    assert cache.get(0, "a") == "changed elsewhere"
+    # The next flush caches partition 0 again.
+    cache.set(0, "a", "changed here")
+    cache.take()
+    cache.stored(cache.encoded(), {0: 9})
+    assert cache.clean[(0, "a")] == "changed here"
