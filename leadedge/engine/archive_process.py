@@ -141,9 +141,10 @@ async def _child(reports: Reports) -> int:
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    # SIGTERM (a stop of the whole process group) stops gracefully; Ctrl-C in a terminal
-    # reaches the worker too, which then asks for the stop itself.
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    # The worker owns this process: a SIGTERM or Ctrl-C sent to the whole process group
+    # reaches the worker too, which then asks for the stop itself (a child that stopped on
+    # its own would look like one that died, and be started again during the shutdown).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     await _watch_stdin(loop, stopping)
     wiring = Wiring(get_settings())
