@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
@@ -21,7 +22,7 @@ from faust.types.tuples import Message, ack_lock
 
 import leadedge.agents.merge  # noqa: F401 (registers the requests topic's batch handler)
 from leadedge.engine.app import app, settings
-from leadedge.engine.intake import BatchConsumer
+from leadedge.engine.intake import BatchConsumer, BatchConsumerThread
 from leadedge.engine.write_back import encode_key, encode_value
 from leadedge.tables.merged_requests import merged_requests
 from leadedge.tables.request_history import request_history
@@ -189,3 +190,18 @@ def test_the_rocksdb_store_applies_a_changelog_batch_from_the_events_messages() 
     source = inspect.getsource(RocksDBStore.apply_changelog_batch)
     reads = {name for name in ("event.message", "event.key", "event.value") if name in source}
     assert reads == {"event.message"}
+
+
+def test_the_worker_s_kafka_consumer_has_the_broker_hold_a_fetch_briefly(
+    consumer: BatchConsumer,
+) -> None:
+    thread = consumer._new_consumer_thread()
+    assert isinstance(thread, BatchConsumerThread)
+
+    async def built() -> AIOKafkaConsumer:
+        return thread._create_worker_consumer(consumer.transport)
+
+    kafka_consumer = asyncio.run(built())
+    assert kafka_consumer._fetch_max_wait_ms == BatchConsumerThread.fetch_max_wait_ms
+    # aiokafka's fetcher takes it from there when the consumer starts.
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
