@@ -1,10 +1,15 @@
 """Each request's timeline: the newest events in its merged state, older ones in chunks.
 
-A request's n-th applied event goes to chunk n // CHUNK_SIZE. The chunk being filled
+A request's n-th applied event goes to chunk n // its chunk size. The chunk being filled
 lives in the merged state itself (`_history_open`), so an event costs one table write,
 not two: the state and its timeline are one value, written together or not at all. A
 chunk moves to the history table only when it is full, and then the oldest chunk past
 the limit is deleted, which keeps the timeline bounded.
+
+The open chunk is written with the state at every flush that changes it, so its size is
+what a long request's every write carries: `CHUNK_SIZE` entries at most. Requests begun
+before it was 10 keep the 100 they were begun with (`LEGACY_CHUNK_SIZE`): their stored
+chunks are numbered by it.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ from typing import Any
 from leadedge.rules.merge import format_time
 from leadedge.rules.models import Event, SourceRecord, State
 
-CHUNK_SIZE = 100
+CHUNK_SIZE = 10
+LEGACY_CHUNK_SIZE = 100
 # An event larger than this shows in the timeline without its fields (its bytes, time and
 # position only): a chunk of CHUNK_SIZE entries must stay well under Kafka's 1 MiB record.
 MAX_ENTRY_BYTES = 4096
 SEQUENCE = "_history_seq"
 OPEN = "_history_open"
+# The chunk size of a request's timeline; a state that has a sequence but not this began
+# with LEGACY_CHUNK_SIZE.
+SIZE = "_history_chunk"
 
 
 def chunk_key(request_id: str, chunk: int) -> str:
@@ -55,8 +64,16 @@ class HistoryWrite:
     drop: int | None
 
 
-def _full_chunks(limit: int) -> int:
-    return max(1, -(-limit // CHUNK_SIZE))
+def _full_chunks(limit: int, size: int) -> int:
+    return max(1, -(-limit // size))
+
+
+def chunk_size(state: State) -> int:
+    """The chunk size of the request's timeline (see the module's docstring)."""
+    size = state.get(SIZE)
+    if size is not None:
+        return int(size)
+    return LEGACY_CHUNK_SIZE if SEQUENCE in state else CHUNK_SIZE
 
 
 def append(state: State, item: dict[str, Any], limit: int) -> HistoryWrite | None:
@@ -64,24 +81,30 @@ def append(state: State, item: dict[str, Any], limit: int) -> HistoryWrite | Non
 
     The chunk is stored before the state that no longer holds it: after a crash between
     the two writes, the replayed event fills the same chunk again and stores it again.
+    The open chunk is copied, not extended: the state before this event may still be
+    flushed as it was.
     """
     sequence = state.get(SEQUENCE, 0)
+    size = chunk_size(state)
+    if sequence == 0:
+        state[SIZE] = size
     entries = [*state.get(OPEN, ()), item]
     state[SEQUENCE] = sequence + 1
-    if len(entries) < CHUNK_SIZE:
+    if len(entries) < size:
         state[OPEN] = entries
         return None
     state[OPEN] = []
-    chunk = sequence // CHUNK_SIZE
+    chunk = sequence // size
     # Full chunks enough for `limit` stay, plus the open one: never fewer than `limit`.
-    drop = chunk - _full_chunks(limit)
+    drop = chunk - _full_chunks(limit, size)
     return HistoryWrite(chunk, entries, drop if drop >= 0 else None)
 
 
-def chunks_to_read(total: int, limit: int) -> range:
+def chunks_to_read(state: State, limit: int) -> range:
     """The stored chunks that hold the latest events, oldest first; the open one follows."""
-    stored = total // CHUNK_SIZE
-    return range(max(0, stored - _full_chunks(limit)), stored)
+    size = chunk_size(state)
+    stored = state.get(SEQUENCE, 0) // size
+    return range(max(0, stored - _full_chunks(limit, size)), stored)
 
 
 def open_entries(state: State) -> list[dict[str, Any]]:

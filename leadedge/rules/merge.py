@@ -28,9 +28,18 @@ UPDATED = "_updated_ms"
 COUNT = "_count"
 SOURCE = "_src"
 EVENT_IDS = "_event_ids"
-# Every name of the state that is not a merged field; the last two are the timeline's
-# (leadedge.rules.history.SEQUENCE and OPEN).
-BOOKKEEPING = (CREATED, UPDATED, COUNT, SOURCE, EVENT_IDS, "_history_seq", "_history_open")
+# Every name of the state that is not a merged field; the last three are the timeline's
+# (leadedge.rules.history.SEQUENCE, OPEN and SIZE).
+BOOKKEEPING = (
+    CREATED,
+    UPDATED,
+    COUNT,
+    SOURCE,
+    EVENT_IDS,
+    "_history_seq",
+    "_history_open",
+    "_history_chunk",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,7 +163,7 @@ class HistoryView(View):
         assert state is not None
         total = state.get(SEQUENCE, 0)
         events: list[dict[str, Any]] = []
-        for chunk in chunks_to_read(total, settings.history_length):
+        for chunk in chunks_to_read(state, settings.history_length):
             events.extend(request_history.get(chunk_key(key, chunk)) or [])
         events.extend(open_entries(state))
         return self.json({"id": request_id, **page(events, total, offset, limit)})

@@ -4,19 +4,24 @@ from typing import Any
 
 from leadedge.rules.history import (
     CHUNK_SIZE,
+    LEGACY_CHUNK_SIZE,
     OPEN,
     SEQUENCE,
+    SIZE,
     append,
+    chunk_size,
     chunks_to_read,
     open_entries,
     page,
 )
 
 
-def simulate(events: int, limit: int) -> tuple[dict[int, list[int]], dict[str, Any]]:
+def simulate(
+    events: int, limit: int, state: dict[str, Any] | None = None
+) -> tuple[dict[int, list[int]], dict[str, Any]]:
     """The stored chunks (number -> event numbers) and the state after `events` appends."""
     chunks: dict[int, list[int]] = {}
-    state: dict[str, Any] = {}
+    state = {} if state is None else state
     for number in range(events):
         full = append(state, {"n": number}, limit)
         if full is not None:
@@ -28,7 +33,7 @@ def simulate(events: int, limit: int) -> tuple[dict[int, list[int]], dict[str, A
 
 def read(chunks: dict[int, list[int]], state: dict[str, Any], limit: int) -> list[int]:
     """What the history endpoint reads: the stored chunks to read, then the open one."""
-    found = [n for chunk in chunks_to_read(state.get(SEQUENCE, 0), limit) for n in chunks[chunk]]
+    found = [n for chunk in chunks_to_read(state, limit) for n in chunks[chunk]]
     return found + [item["n"] for item in open_entries(state)]
 
 
@@ -39,7 +44,31 @@ def test_at_least_the_latest_limit_events_are_kept_and_read_in_order() -> None:
         assert len(found) >= min(events, 1000), events
         assert len(found) <= 1000 + CHUNK_SIZE, events
         assert found == list(range(events - len(found), events)), events
-        assert set(chunks) == set(chunks_to_read(events, 1000)), "only what is read is kept"
+        assert set(chunks) == set(chunks_to_read(state, 1000)), "only what is read is kept"
+
+
+def test_a_request_begun_with_chunks_of_100_goes_on_with_them() -> None:
+    # 250 events stored before chunks were 10: a state with a sequence and no size.
+    chunks, state = simulate(250, 1000, {SIZE: LEGACY_CHUNK_SIZE})
+    del state[SIZE]
+    assert len(state[OPEN]) == 50 and chunk_size(state) == LEGACY_CHUNK_SIZE
+    for number in range(250, 1234):
+        full = append(state, {"n": number}, 1000)
+        if full is not None:
+            chunks[full.chunk] = [item["n"] for item in full.entries]
+            if full.drop is not None:
+                del chunks[full.drop]
+    assert SIZE not in state
+    assert {len(entries) for entries in chunks.values()} == {LEGACY_CHUNK_SIZE}
+    found = read(chunks, state, 1000)
+    assert found == list(range(1234 - len(found), 1234)) and len(found) >= 1000
+
+
+def test_a_new_request_s_open_chunk_holds_at_most_chunk_size_entries() -> None:
+    chunks, state = simulate(CHUNK_SIZE * 7 + 3, 1000)
+    assert state[SIZE] == CHUNK_SIZE == chunk_size(state)
+    assert len(state[OPEN]) == 3
+    assert all(len(entries) == CHUNK_SIZE for entries in chunks.values())
 
 
 def test_the_open_chunk_lives_in_the_state_until_it_is_full() -> None:

@@ -7,7 +7,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadedge.rules.history import OPEN, SEQUENCE, append
+from leadedge.rules.history import OPEN, SEQUENCE, SIZE, append
 from leadedge.rules.merge import (
     BOOKKEEPING,
     Applied,
@@ -226,7 +226,7 @@ def test_format_time_stays_right_past_what_it_remembers() -> None:
 def test_a_merged_request_leaves_out_every_bookkeeping_name() -> None:
     state = merge_all(event({"a": 1}, event_id="e1"), event({"b": "+2"}, event_id="e2"))
     append(state, {"offset": 1}, 1000)
-    assert {SEQUENCE, OPEN} <= set(BOOKKEEPING)
+    assert {SEQUENCE, OPEN, SIZE} <= set(BOOKKEEPING)
     assert {name for name in state if name.startswith("_")} <= set(BOOKKEEPING)
     assert not [name for name in merged_request(state) if name.startswith("_")]
 
