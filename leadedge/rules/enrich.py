@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -77,6 +78,40 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
+def _ipv4_special_networks() -> tuple[
+    tuple[tuple[int, int], ...], tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]
+]:
+    """`IPv4Address.is_global`'s networks as (address, mask) integers.
+
+    Shared, private and the exceptions to private; Python versions differ, so they are
+    read from the one running.
+    """
+    constants = ipaddress.IPv4Address._constants  # type: ignore[attr-defined]
+
+    def pairs(networks: Any) -> tuple[tuple[int, int], ...]:
+        return tuple((int(net.network_address), int(net.netmask)) for net in networks)
+
+    return (
+        pairs([constants._public_network]),
+        pairs(constants._private_networks),
+        pairs(getattr(constants, "_private_networks_exceptions", ())),
+    )
+
+
+_SHARED, _PRIVATE, _NOT_PRIVATE = _ipv4_special_networks()
+
+
+def ipv4_is_global(address: str) -> bool:
+    """`ipaddress.ip_address(address).is_global` for a dotted quad, in a fifth of the time."""
+    value = int.from_bytes(socket.inet_aton(address), "big")
+    if any(value & mask == network for network, mask in _SHARED):
+        return False
+    private = any(value & mask == network for network, mask in _PRIVATE) and not any(
+        value & mask == network for network, mask in _NOT_PRIVATE
+    )
+    return not private
+
+
 def _name(record: dict[str, Any], part: str) -> Any:
     # As geoip2's models read it with their default locale.
     return record.get(part, {}).get("names", {}).get("en")
@@ -86,19 +121,22 @@ def geo_fields(database: GeoDatabase, address: str) -> dict[str, Any] | None:
     """ECS `geo` for an address, or None when it is invalid, private or unknown.
 
     Read from the database's record directly: what geoip2's `City` model would give,
-    without building it (a lookup costs a twentieth, a miss raises nothing).
+    without building it (a lookup costs a twentieth, a miss raises nothing). The database
+    parses the address itself and refuses what `ipaddress` refuses (an invalid address,
+    an IPv6 one in an IPv4 database): parsing and formatting an IPv6 address first cost
+    more than the lookup.
     """
-    if _IPV4.fullmatch(address) is None:
-        try:
-            address = str(ipaddress.ip_address(address))
-        except ValueError:
-            return None
     # The database first: most addresses are not in it, and `is_global` costs more.
     try:
         record = database.get(address)
-    except ValueError:  # an IPv6 address in an IPv4 database
+    except ValueError:
         return None
-    if not record or not ipaddress.ip_address(address).is_global:
+    if not record:
+        return None
+    if _IPV4.fullmatch(address) is not None:
+        if not ipv4_is_global(address):
+            return None
+    elif not ipaddress.ip_address(address).is_global:
         return None
     subdivisions = record.get("subdivisions") or [{}]
     location = record.get("location", {})

@@ -14,6 +14,7 @@ from leadedge.rules.enrich import (
     Enricher,
     SizedCache,
     geo_fields,
+    ipv4_is_global,
     user_agent_fields,
 )
 from leadedge.tools.demo import CHROME
@@ -82,9 +83,28 @@ def test_geo_reads_every_network_as_maxminds_library_does(city_db: Path) -> None
     addresses = [str(network.network_address) for network, _ in database]
     addresses += [str(network[-1]) for network, _ in database if network.num_addresses > 1]
     addresses += ["1.2.3", "01.2.3.4", "1.2.3.4 ", "::ffff:81.2.69.142", "2001:db8::1", "fe80::1"]
+    # Forms of an address the database has, as a client may write them.
+    addresses += ["081.2.69.142", "2001:0218:0000::0001", "2001:218::1%eth0", "1234", "::"]
     assert len(addresses) > 100
     for address in addresses:
         assert geo_fields(database, address) == _geo_from_geoip2_models(models, address), address
+
+
+def test_an_ipv4_address_is_global_exactly_when_the_standard_library_says_so() -> None:
+    import random
+
+    rng = random.Random(7)
+    addresses = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(50_000)]
+    constants = ipaddress.IPv4Address._constants  # type: ignore[attr-defined]
+    special = [constants._public_network, *constants._private_networks]
+    for network in special:
+        # Each special network's edges and the addresses just outside them.
+        first, last = int(network.network_address), int(network.broadcast_address)
+        for value in (first - 1, first, first + 1, last - 1, last, last + 1):
+            if 0 <= value < 2**32:
+                addresses.append(str(ipaddress.IPv4Address(value)))
+    for address in addresses:
+        assert ipv4_is_global(address) == ipaddress.ip_address(address).is_global, address
 
 
 def test_user_agent_has_ecs_names() -> None:
