@@ -14,10 +14,13 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+# Keys whose murmur2 hash is remembered (see `KafkaBatchWriter.partition_of`).
+HASHES_KEPT = 50_000
 
 
 # Not frozen, like `leadedge.rules.models.SourceRecord`: one is made per changelog and
@@ -46,6 +49,27 @@ class KafkaBatchWriter:
 
     def __init__(self, producer: Callable[[], AIOKafkaProducer]) -> None:
         self._producer = producer
+        self._hashes: dict[bytes, int] = {}
+
+    def partition_of(
+        self, producer: AIOKafkaProducer, topic: str, record: OutRecord, partitions: list[int]
+    ) -> int:
+        """The partition `send()` would choose for a record without one.
+
+        aiokafka's murmur2 is pure Python (about 8 µs a key) and a request's merged
+        record goes out at most once a flush, but again at the next: its key's hash is
+        remembered. Only for aiokafka's default partitioner, which the engine's producer
+        uses; any other decides itself. `partitions`: the topic's, in order.
+        """
+        key = record.key
+        if key is None or not isinstance(producer._partitioner, DefaultPartitioner):
+            return int(producer._partition(topic, None, None, None, key, record.value))
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= HASHES_KEPT:
+                self._hashes.clear()
+            hashed = self._hashes[key] = int(murmur2(key)) & 0x7FFFFFFF
+        return partitions[hashed % len(partitions)]
 
     async def write(self, records: Iterable[OutRecord]) -> dict[tuple[str, int], int]:
         """Produce every record and wait until Kafka has acknowledged all of them.
@@ -67,8 +91,9 @@ class KafkaBatchWriter:
             if partition is not None:
                 by_partition.setdefault((topic, partition), []).extend(group)
                 continue
+            partitions = sorted(producer._metadata.partitions_for_topic(topic))
             for record in group:
-                chosen = producer._partition(topic, None, None, None, record.key, record.value)
+                chosen = self.partition_of(producer, topic, record, partitions)
                 by_partition.setdefault((topic, chosen), []).append(record)
         tasks = {
             tp: asyncio.ensure_future(self._send_partition(producer, tp[0], tp[1], group))
