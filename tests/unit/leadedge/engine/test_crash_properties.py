@@ -48,7 +48,7 @@ from leadedge.engine.step import MergeStep
 from leadedge.engine.write_back import WriteBackTable
 from leadedge.rules import history
 from leadedge.rules.enrich import Enricher
-from leadedge.rules.history import OPEN, SEQUENCE, chunk_key, chunks_to_read, entry
+from leadedge.rules.history import OPEN, SEQUENCE, SIZE, chunk_key, chunks_to_read, entry
 from leadedge.rules.merge import Applied, MergeRules, merge_event, merged_request
 from leadedge.rules.models import Event, SourceRecord, State
 from leadedge.rules.processing import RecordProcessor
@@ -308,13 +308,13 @@ def test_crashes_in_any_flush_leave_every_result_as_if_each_event_applied_once(
     with mock.patch.object(history, "CHUNK_SIZE", CHUNK):
         log = asyncio.run(crash_and_replay(by_partition, data))
         kept_chunks = {
-            request_id: chunks_to_read(len(timeline), HISTORY_LENGTH)
+            request_id: chunks_to_read({SEQUENCE: len(timeline), SIZE: CHUNK}, HISTORY_LENGTH)
             for request_id, timeline in timelines.items()
         }
 
     # (a) The merged requests: the table's newest states, and what was published last.
     stored = newest(log, MERGED_CHANGELOG)
-    bookkeeping = {SEQUENCE, OPEN}
+    bookkeeping = {SEQUENCE, OPEN, SIZE}
     assert {
         request_id: {name: value for name, value in state.items() if name not in bookkeeping}
         for request_id, state in stored.items()
