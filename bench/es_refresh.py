@@ -10,6 +10,9 @@ the first interval warms Elasticsearch up (a node that just started costs half a
 again while its JIT compiles) and is not reported.
 
     python -m bench.es_refresh --rate 5000 --events 100000 --intervals 250ms,500ms,1s
+
+`--index-settings` adds settings to the template (a JSON object, e.g. a merge policy), to
+compare them with the product's at the same interval.
 """
 
 from __future__ import annotations
@@ -62,10 +65,14 @@ async def _node(session: aiohttp.ClientSession) -> tuple[float, int]:
     return cpu_ms / 1000, indices
 
 
-async def one_interval(documents: list[Document], rate: int, interval: str) -> dict[str, Any]:
+async def one_interval(
+    documents: list[Document], rate: int, interval: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Index `documents` at `rate` into a fresh index refreshed every `interval`."""
     alias = f"bench{uuid.uuid4().hex[:8]}-refresh"
-    sink = ElasticsearchSink(ES_URL, requests_index(alias, refresh_interval=interval))
+    spec = requests_index(alias, refresh_interval=interval)
+    spec.template["template"]["settings"].update(extra or {})
+    sink = ElasticsearchSink(ES_URL, spec)
     per_flush = max(1, int(rate * FLUSH_S))
     latencies: list[float] = []
     async with aiohttp.ClientSession() as session:
@@ -105,15 +112,20 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000, help="bench events merged")
     parser.add_argument("--intervals", default="250ms,500ms,1s")
     parser.add_argument("--seed", type=int, default=LoadShape.seed)
+    parser.add_argument(
+        "--index-settings", default="{}", help="JSON object of settings added to the template"
+    )
     args = parser.parse_args()
+    extra = orjson.loads(args.index_settings)
     documents = merged_documents(args.events, args.seed)
     log(f"es_refresh: {len(documents):,} merged requests at {args.rate:,}/s per interval")
     intervals = args.intervals.split(",")
-    asyncio.run(one_interval(documents, args.rate, intervals[0]))  # warm-up
+    asyncio.run(one_interval(documents, args.rate, intervals[0], extra))  # warm-up
     for interval in intervals:
-        figures = asyncio.run(one_interval(documents, args.rate, interval))
+        figures = asyncio.run(one_interval(documents, args.rate, interval, extra))
+        shown = f"{interval} {args.index_settings}" if extra else interval
         log(
-            f"refresh {interval}: Elasticsearch {figures['es_core_share']:.0%} of a core, "
+            f"refresh {shown}: Elasticsearch {figures['es_core_share']:.0%} of a core, "
             f"{figures['es_cpu_us_per_document']} µs CPU per document; bulk p50 "
             f"{figures['bulk_p50_ms']} ms, p99 {figures['bulk_p99_ms']} ms "
             f"({figures['documents_per_s']:,} documents/s, "
