@@ -76,9 +76,11 @@ class BatchConsumerThread(AIOKafkaConsumerThread):
     or partitions just emptied), the broker holds it until data arrives or
     `fetch_max_wait_ms` passes, and the `requests` partitions wait behind it. Faust sets
     1.5 s: at 2,000 events/s records reached the merge about 0.9 s after they were
-    produced (the stats partials, sent once a second, ended each wait). With 50 ms they
-    reach it in under 0.1 s. A fetch waits for `fetch_min_bytes` within that time, so a
-    busy worker takes records in batches of a few hundred rather than a few.
+    produced (the stats partials, sent once a second, ended each wait); with 100 ms, 85 ms
+    after on average. A fetch waits for `fetch_min_bytes` within that time, so a
+    busy worker takes records in batches of a few hundred rather than a few. The price is
+    paid idle: 20 empty fetches a second took an idle worker from 2.4% to 5.8% of a core
+    (100 ms: 4.2%, with no freshness difference measurable through run-to-run noise).
     """
 
     fetch_max_wait_ms: int = 50
