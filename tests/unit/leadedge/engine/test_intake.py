@@ -88,6 +88,18 @@ async def drain(consumer: BatchConsumer) -> list[tuple[TP, int]]:
     return [(tp, message.offset) async for tp, message in consumer.getmany(1.0)]
 
 
+def fetch_four_and_one(consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fetch of four records of partition 0 and one of partition 1."""
+    fetch_returns(
+        consumer,
+        monkeypatch,
+        {
+            TP0: [record(b"{}", offset=n) for n in range(4)],
+            TP1: [record(b"{}", offset=0, partition=1)],
+        },
+    )
+
+
 async def test_requests_go_to_the_handler_per_partition_and_other_topics_as_messages(
     consumer: BatchConsumer, handler: RecordingHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -129,14 +141,7 @@ async def test_a_partition_revoked_while_its_fetch_is_handed_over_gets_no_more_s
         consumer._active_partitions = {TP1}
 
     monkeypatch.setattr(handler, "wait_for_room", revoke_tp0)
-    fetch_returns(
-        consumer,
-        monkeypatch,
-        {
-            TP0: [record(b"{}", offset=n) for n in range(4)],
-            TP1: [record(b"{}", offset=0, partition=1)],
-        },
-    )
+    fetch_four_and_one(consumer, monkeypatch)
     await drain(consumer)
     assert handler.batches == [(TP0, 0, [0, 1]), (TP1, 0, [0])]
 
@@ -256,14 +261,7 @@ async def test_once_a_revocation_begins_its_partitions_get_no_slice_until_assign
             await asyncio.sleep(0)
 
     monkeypatch.setattr(handler, "wait_for_room", revocation_begins)
-    fetch_returns(
-        consumer,
-        monkeypatch,
-        {
-            TP0: [record(b"{}", offset=n) for n in range(4)],
-            TP1: [record(b"{}", offset=0, partition=1)],
-        },
-    )
+    fetch_four_and_one(consumer, monkeypatch)
     await drain(consumer)
     await revocation[0]
     assert handler.batches == [(TP0, 0, [0, 1]), (TP1, 0, [0])]
