@@ -28,7 +28,7 @@ import orjson
 
 from bench.common import ES_URL, log
 from bench.generator import LoadShape
-from bench.stages import _pure_setup
+from bench.pure import _pure_setup
 from leadedge.rules.merge import COUNT, merged_request
 from leadedge.rules.models import SourceRecord
 from leadedge.rules.processing import Merged

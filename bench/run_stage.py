@@ -8,7 +8,7 @@ import os
 import subprocess
 from typing import Any
 
-from bench import stages, worker_stages
+from bench import pure, stages, worker_stages
 from bench.collector import collector_eps
 from bench.common import BROKER, PARTITIONS, REPO, RESULTS, Names, create_topic, log
 from bench.freshness import freshness
@@ -55,11 +55,11 @@ def run_stage(
         results["quix_eps"] = detail["events_per_s"]
         print(f"quix_eps: {detail['events_per_s']:,.0f} events/s")
     elif stage == "pure":
-        detail = stages.pure_eps(args.events, args.seed)
+        detail = pure.pure_eps(args.events, args.seed)
         results["pure_eps"] = detail["events_per_s"]
         print(f"pure_eps: {detail['events_per_s']:,.0f} events/s (merge code, no framework)")
     elif stage == "request-length":
-        detail = stages.request_length(args.seed)
+        detail = pure.request_length(args.seed)
         for position, row in detail["positions"].items():
             print(
                 f"request-length event {int(position):,}: {row['kept us']} us"
@@ -154,7 +154,7 @@ def run_stage(
         summary = summarize(PROFILE_FILE)
         detail["summary"] = summary
         log("profile: cProfile of leadedge's merge functions in a plain loop")
-        detail["pure_cprofile"] = stages.pure_profile(min(args.events, 100_000), args.seed)
+        detail["pure_cprofile"] = pure.pure_profile(min(args.events, 100_000), args.seed)
         detail["file"] = str(PROFILE_FILE.relative_to(RESULTS.parent.parent))
         print_summary(summary)
     return detail
