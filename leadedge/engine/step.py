@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orjson import Fragment, dumps
+
 from leadedge.engine.undecodable import undecodable_reason
 from leadedge.engine.write_back import WriteBackTable
 from leadedge.rules.history import append, chunk_key, entry
@@ -179,7 +181,11 @@ class MergeStep:
         A chunk the event fills is written before the state that no longer holds it; both
         go out in the same flush, in that order (see `leadedge.rules.history.append`).
         """
-        full = append(merged.state, entry(merged.event, record), self.history_length)
+        # Encoded now, while the event's fields are fresh in memory: the open chunk is
+        # written with the state at every flush that changes it, and an entry already
+        # encoded is copied as bytes, not walked again (orjson `Fragment`).
+        item = Fragment(dumps(entry(merged.event, record)))
+        full = append(merged.state, item, self.history_length)
         if full is not None:
             self.history.set(partition, chunk_key(merged.key, full.chunk), full.entries)
             if full.drop is not None:

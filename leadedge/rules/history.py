@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from orjson import Fragment
+
 from leadedge.rules.merge import format_time
 from leadedge.rules.models import Event, SourceRecord, State
 
@@ -30,6 +32,9 @@ OPEN = "_history_open"
 # The chunk size of a request's timeline; a state that has a sequence but not this began
 # with LEGACY_CHUNK_SIZE.
 SIZE = "_history_chunk"
+# One event of the timeline: `entry`'s dict, or the engine's encoding of it (an orjson
+# fragment, written as the same JSON without being walked again).
+Entry = dict[str, Any] | Fragment
 
 
 def chunk_key(request_id: str, chunk: int) -> str:
@@ -60,7 +65,7 @@ class HistoryWrite:
     """Store the full chunk `entries` under number `chunk`; delete chunk `drop` if set."""
 
     chunk: int
-    entries: list[dict[str, Any]]
+    entries: list[Entry]
     drop: int | None
 
 
@@ -76,7 +81,7 @@ def chunk_size(state: State) -> int:
     return LEGACY_CHUNK_SIZE if SEQUENCE in state else CHUNK_SIZE
 
 
-def append(state: State, item: dict[str, Any], limit: int) -> HistoryWrite | None:
+def append(state: State, item: Entry, limit: int) -> HistoryWrite | None:
     """Add `item` to the state's open chunk; when that fills it, what to store and drop.
 
     The chunk is stored before the state that no longer holds it: after a crash between
