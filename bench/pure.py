@@ -341,14 +341,16 @@ def request_length(
 
 
 def pure_profile(events: int, seed: int, top: int = 15) -> dict[str, Any]:
-    """cProfile of the pure loop: where leadedge's own merge code spends its time."""
+    """cProfile of `pure_eps`'s loop: where the engine's merge step spends its time."""
     import cProfile
     import pstats
 
     processor, records = _pure_setup(events, seed)
+    flushes = _fetched(records)
+    step = _engine_step(processor)
     profiler = cProfile.Profile()
     profiler.enable()
-    _pure_loop(processor, records)
+    _engine_loop(step, flushes)
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = stats.total_tt  # type: ignore[attr-defined]

@@ -258,8 +258,9 @@ def document(results: dict[str, Any], plotted: bool) -> str:
         if pure:
             lines += [
                 "",
-                f"leadedge's merge code alone (cProfile of the pure loop, {pure['events']:,}"
-                " events), by total time:",
+                f"The engine's merge step alone (cProfile of pure_eps's loop, {pure['events']:,}"
+                " events: `MergeStep.apply` and the flush's encodings, no Kafka, no Faust;"
+                " cProfile's own cost inflates the many small calls), by total time:",
                 "",
             ]
             lines += _table(
