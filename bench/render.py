@@ -338,7 +338,7 @@ def document(results: dict[str, Any], plotted: bool) -> str:
         " `MergeStep` (validate, merge, enrich, history, per-minute count) into its"
         " write-back tables, flushed every 1,000 events as the engine flushes (each changed"
         " state, chunk and partial encoded once, each merged request encoded once), the"
-        " stores dicts of encoded values; no Kafka, no Faust. Up to `c699217` it was the"
+        " stores dicts of encoded values; no Kafka, no Faust. Until `40244a5` it was the"
         " merge functions in a loop that decoded and encoded each state at every event"
         " (no per-minute count): that figure is kept beside it as the round trip.",
         "- **faust_floor_eps**: `faust -A bench.faust_floor worker`, the product's app"

@@ -305,6 +305,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def recovery_runs(previous: dict[str, Any], fresh: dict[str, Any]) -> list[dict[str, Any]]:
+    """Recovery figures of every worker version measured, the newest per commit.
+
+    Kept across runs, whole or partial: they compare worker versions (before and after a
+    change), each measured with its own command.
+    """
+    runs = {
+        run["worker_commit"]: run
+        for run in [*previous.get("recovery_runs", []), *fresh.get("recovery_runs", [])]
+    }
+    return list(runs.values())
+
+
 def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
     """`--only`: the stages just run replace theirs; every other figure is kept as it was."""
     figures = {
@@ -312,12 +325,7 @@ def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dic
         for key, value in fresh.items()
         if key.endswith("_eps") or key in ("rss_mb", "recovery_s", "rebuild_s", "freshness")
     }
-    # Recovery figures of every worker version measured, the newest per commit.
-    runs = {
-        run["worker_commit"]: run
-        for run in [*previous.get("recovery_runs", []), *fresh.get("recovery_runs", [])]
-    }
-    figures["recovery_runs"] = list(runs.values())
+    figures["recovery_runs"] = recovery_runs(previous, fresh)
     details = {**previous.get("details", {}), **fresh.get("details", {})}
     merged = {**previous, **figures, "details": details}
     # Which commands made the figures; the machine and versions as of the latest run.
@@ -349,8 +357,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     results = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if args.only and LATEST.exists():
-        results = merged_into_previous(orjson.loads(LATEST.read_bytes()), results)
+    if LATEST.exists():
+        previous = orjson.loads(LATEST.read_bytes())
+        if set(args.stages).issuperset(STAGES):
+            # Every stage ran: every figure is this run's.
+            results["recovery_runs"] = recovery_runs(previous, results)
+        else:
+            results = merged_into_previous(previous, results)
     LATEST.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     print(f"wrote {LATEST.relative_to(RESULTS.parent.parent)}")
     for row in results["targets"]:
