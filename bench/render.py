@@ -194,9 +194,17 @@ def document(results: dict[str, Any], plotted: bool) -> str:
         )
         if plotted:
             lines += ["", "![freshness percentiles against rate](bench/results/freshness.png)"]
+        warm_up = args.get("warm_up")
         lines += [
             "",
-            f"Each rate ran {args.get('duration'):g} s against a fresh worker; the last probes"
+            (
+                f"First, {warm_up:g} s of load at 2,000 events/s, not measured (a stack just"
+                " started runs several times slower while Elasticsearch compiles its"
+                " indexing paths). "
+                if warm_up
+                else ""
+            )
+            + f"Each rate ran {args.get('duration'):g} s against a fresh worker; the last probes"
             f" then had up to {drain:g} s to become searchable. Backlog: the most events not"
             " yet handled by the merge agent / not yet indexed, in the last third of the run."
             " Elasticsearch: the node's CPU seconds, refreshes and merge time over the run and"

@@ -120,6 +120,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--drain", type=float, default=60, help="seconds to wait for the last probes"
     )
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=60,
+        help="seconds of unmeasured load before the first freshness rate (0: none)",
+    )
     parser.add_argument("--ids", type=int, default=1_000_000, help="distinct ids for rss")
     parser.add_argument(
         "--sample-events",
@@ -235,6 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "duration": args.duration,
             "rates": args.rate_list,
             "drain": args.drain,
+            "warm_up": args.warm_up,
             "ids": args.ids,
             "sample_events": args.sample_events,
             "rss_sinks": args.rss_sinks,
@@ -337,7 +344,7 @@ def merged_into_previous(previous: dict[str, Any], fresh: dict[str, Any]) -> dic
         # Figures kept from earlier runs are shown with the sizes they were measured at.
         kept_args = previous.get("args", {})
         ran = set(fresh["args"].get("stages") or STAGES)
-        kept = [*(("duration", "rates", "drain") if "freshness" not in ran else ())]
+        kept = [*(("duration", "rates", "drain", "warm_up") if "freshness" not in ran else ())]
         kept += ["ids"] if "rss" not in ran else []
         merged["args"] = {
             **fresh["args"],

@@ -11,7 +11,7 @@ from typing import Any
 from bench import pure, stages, worker_stages
 from bench.collector import collector_eps
 from bench.common import BROKER, PARTITIONS, REPO, RESULTS, Names, create_topic, log
-from bench.freshness import freshness
+from bench.freshness import freshness, warm_up
 from bench.generator import Generator, LoadShape
 from bench.loadgen import ProduceStats, produce
 from bench.profiling import print_summary, summarize
@@ -96,6 +96,7 @@ def run_stage(
         results["merge_sinks_on_eps"] = detail["events_per_s"]
         print(f"merge_sinks_on_eps: {detail['events_per_s']:,.0f} events/s (every agent)")
     elif stage == "freshness":
+        warm_up(names, args)
         rows = []
         for rate in args.rate_list:
             row = freshness(names, rate, args)
