@@ -1,6 +1,6 @@
 """BENCHMARKS.md and bench/results/freshness.png from bench/results/latest.json.
 
-python -m bench.render   # after `python -m bench.run --no-render`, or to re-render
+python -m bench.render   # BENCHMARKS.md again from bench/results/latest.json
 """
 
 from __future__ import annotations

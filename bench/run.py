@@ -151,7 +151,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="experiment: JSON Faust settings for the merge-only worker, e.g."
         " '{\"producer_linger_ms\": 10}' (figures are then labelled as an experiment)",
     )
-    parser.add_argument("--no-render", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--no-render",
+        action="store_true",
+        help="an experiment: figures to bench/results/run-<time>.json, latest.json and"
+        " BENCHMARKS.md left alone",
+    )
     args = parser.parse_args(argv)
     chosen = set(args.only.split(",")) if args.only else set(STAGES)
     if args.skip:
@@ -364,15 +369,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     results = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if LATEST.exists():
-        previous = orjson.loads(LATEST.read_bytes())
-        if set(args.stages).issuperset(STAGES):
-            # Every stage ran: every figure is this run's.
-            results["recovery_runs"] = recovery_runs(previous, results)
-        else:
-            results = merged_into_previous(previous, results)
-    LATEST.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"wrote {LATEST.relative_to(RESULTS.parent.parent)}")
+    if args.no_render:
+        # An experiment: its figures stay out of latest.json, which BENCHMARKS.md is
+        # rendered from.
+        stamp = results["started_at"].replace(":", "").replace("+0000", "Z")
+        path = RESULTS / f"run-{stamp}.json"
+    else:
+        path = LATEST
+        if LATEST.exists():
+            previous = orjson.loads(LATEST.read_bytes())
+            if set(args.stages).issuperset(STAGES):
+                # Every stage ran: every figure is this run's.
+                results["recovery_runs"] = recovery_runs(previous, results)
+            else:
+                results = merged_into_previous(previous, results)
+    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"wrote {path.relative_to(RESULTS.parent.parent)}")
     for row in results["targets"]:
         state = {True: "reached", False: "NOT reached", None: "not measured"}[row["reached"]]
         print(f"target {row['name']} {row['target']}: {row['value']} ({state})")
