@@ -146,8 +146,15 @@ class BatchConsumer(Consumer):
         # records a table recovery is waiting for must not be dropped.
         generation_id = self.app.consumer_generation_id
         if not self.flow_active:
-            # Faust's own answer to a fetch while flow is stopped (a rebalance).
-            await self.perform_seek()
+            # Faust's own answer to a fetch while flow is stopped (a rebalance), as Faust
+            # gives it: a seek that fails is logged, not raised. It fails when the
+            # assignment changes under it (aiokafka seeks each partition after awaiting
+            # its committed offset: `IllegalStateError` for one revoked meanwhile), and
+            # raised it stopped the worker; the next assignment seeks again.
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                log.warning("seek to the committed offsets while flow is stopped: %r", exc)
             return
         if active_partitions:
             for topic, reader in self.batch_handlers.items():

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -186,6 +187,20 @@ async def test_a_fetch_while_flow_is_stopped_seeks_back_and_hands_nothing_over(
     fetch_returns(consumer, monkeypatch, {TP0: [record(b"{}", offset=0)]})
     await drain(consumer)
     assert handler.batches == [] and seeks == [1]
+
+
+async def test_a_seek_that_a_rebalance_makes_fail_while_flow_is_stopped_does_not_stop_the_worker(
+    consumer: BatchConsumer, handler: RecordingHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def perform_seek() -> None:
+        # What aiokafka raises when a partition is revoked during its seek to committed.
+        raise IllegalStateError("No current assignment for partition")
+
+    monkeypatch.setattr(consumer, "perform_seek", perform_seek)
+    consumer.flow_active = False
+    fetch_returns(consumer, monkeypatch, {TP0: [record(b"{}", offset=0)]})
+    await drain(consumer)
+    assert handler.batches == []
 
 
 @pytest.mark.parametrize(
