@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import BROKER, ES_URL, PARTITIONS, REPO, Names, create_topic, log
 from bench.loadgen import STARTED_LINE
-from bench.measure import CpuMeter, metric_sum, parse_metrics
+from bench.measure import CpuMeter, ProcessCpu, metric_sum, parse_metrics
 from bench.worker import Worker, worker_env
 from bench.worker_stages import sink_figures
 from leadedge.config import bootstrap_servers
@@ -158,12 +158,14 @@ async def _run_rate(
             started = time.monotonic()
             next_sample = started
             cpu = CpuMeter()
+            process_cpu = ProcessCpu()
             while not output.done():
                 now = time.monotonic()
                 await poller.poll(int((now - started + AHEAD_S) * rate / PROBE_EVERY) + 1)
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + 1.0
+                    process_cpu.observe()
                     lag.append(
                         await _sample_lag(
                             session, worker, consumer, topic, merged_topic, now - started
@@ -171,6 +173,7 @@ async def _run_rate(
                     )
                 await asyncio.sleep(POLL_S)
             busy = cpu.busy()
+            process_cpu.observe()
             stdout, _ = await output
             produced = orjson.loads(stdout.strip().splitlines()[-1])
             probes = int(produced["probes"])
@@ -213,6 +216,8 @@ async def _run_rate(
         "lag_bounded": bounded,
         "sustained": rate_ok and bounded and missing == 0,
         "machine_busy": round(busy, 3),
+        # Cores each kind of process used while the load ran (the machine's are `nproc`).
+        "cpu_cores": process_cpu.cores(),
         "es_poll_errors": poller.errors,
         # What the run cost Elasticsearch (the whole node, run and drain).
         **es_cost,

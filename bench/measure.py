@@ -79,6 +79,69 @@ class Progress:
         return (finished[1] - started[1]) / seconds, seconds
 
 
+# What a process is, from its command line: the first kind all of whose markers it holds.
+PROCESS_KINDS = (
+    ("worker", ("faust", " worker")),
+    ("elasticsearch", ("java", "org.elasticsearch")),
+    ("kafka", ("java", "kafka.Kafka")),
+    ("load", ("python", "bench.loadgen")),
+    ("s3", ("moto",)),
+)
+
+
+def _process_kind(pid: str) -> str:
+    if pid == str(os.getpid()):
+        return "bench"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return "other"
+    for kind, markers in PROCESS_KINDS:
+        if all(marker in command for marker in markers):
+            return kind
+    return "other"
+
+
+class ProcessCpu:
+    """CPU seconds each kind of process (worker, Elasticsearch, Kafka, load) spends.
+
+    `observe` reads every process's CPU time; call it often enough (every second) that
+    a process which exits meanwhile (the load generator) is counted up to near its end.
+    `cores` is what each kind spent between the first and the last reading, in cores.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.kinds: dict[str, str] = {}
+        self.ended = self.started
+        self._initial = True
+        self.observe()
+        self._initial = False
+
+    def observe(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            used = cpu_seconds(int(entry.name))
+            if entry.name not in self.kinds:
+                self.kinds[entry.name] = _process_kind(entry.name)
+                # A process born after the first reading counts from zero.
+                self.first[entry.name] = used if self._initial else 0.0
+            if used:
+                self.last[entry.name] = used
+        self.ended = time.monotonic()
+
+    def cores(self) -> dict[str, float]:
+        spent: dict[str, float] = {}
+        for pid, used in self.last.items():
+            kind = self.kinds[pid]
+            spent[kind] = spent.get(kind, 0.0) + max(used - self.first.get(pid, 0.0), 0.0)
+        seconds = max(self.ended - self.started, 1e-9)
+        return {kind: round(total / seconds, 2) for kind, total in sorted(spent.items())}
+
+
 class CpuMeter:
     """Busy share of the whole machine (all cores) between two readings of /proc/stat."""
 

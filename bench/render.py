@@ -24,6 +24,21 @@ def _es_cost_cell(row: dict[str, Any]) -> str:
     return f"{row['es_cpu_s']:,.1f} / {row['es_refreshes']:,.0f} / {row['es_merge_s']:,.1f}"
 
 
+# The processes whose CPU a freshness row shows, in its column's order.
+CPU_KINDS = ("worker", "elasticsearch", "kafka", "load")
+
+
+def _cpu_cell(row: dict[str, Any]) -> str:
+    cores = row.get("cpu_cores")
+    if not cores:
+        return "—"
+    rest = sum(v for k, v in cores.items() if k not in CPU_KINDS)
+    shown = [cores.get(kind, 0.0) for kind in CPU_KINDS]
+    return " / ".join(f"{value:.2f}" for value in [*shown, rest]) + (
+        f" ({row['machine_busy']:.0%} busy)" if row.get("machine_busy") is not None else ""
+    )
+
+
 def number(value: Any, digits: int = 0) -> str:
     if value is None:
         return "—"
@@ -174,6 +189,7 @@ def document(results: dict[str, Any], plotted: bool) -> str:
                 "yes" if row["sustained"] else "**no**",
                 f"{row['merge_lag_last_third_max']:,} / {row['index_lag_last_third_max']:,}",
                 _es_cost_cell(row),
+                _cpu_cell(row),
             ]
             for row in freshness
         ]
@@ -189,6 +205,7 @@ def document(results: dict[str, Any], plotted: bool) -> str:
                 "sustained",
                 "backlog merge / index",
                 "Elasticsearch CPU s / refreshes / merge s",
+                "cores: worker / Elasticsearch / Kafka / load / rest",
             ],
             fresh_rows,
         )
@@ -208,7 +225,10 @@ def document(results: dict[str, Any], plotted: bool) -> str:
             f" then had up to {drain:g} s to become searchable. Backlog: the most events not"
             " yet handled by the merge agent / not yet indexed, in the last third of the run."
             " Elasticsearch: the node's CPU seconds, refreshes and merge time over the run and"
-            f" its drain, with refresh interval {refresh_interval}.",
+            f" its drain, with refresh interval {refresh_interval}. Cores: the CPU each kind"
+            " of process used while the load ran (from /proc; the rest is this bench's"
+            f" poller, the S3 server and the system), of the machine's"
+            f" {results.get('machine', {}).get('nproc', '?')}.",
         ]
 
     lines += details_lines(results)
