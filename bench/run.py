@@ -114,8 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=60, help="seconds per freshness rate")
     parser.add_argument(
         "--rates",
-        default="100,250,1000,5000,10000",
-        help="freshness rates, events/s (the issue's three, and two the worker sustains)",
+        default="100,250,1000,2000,3000,4000,5000,10000",
+        help="freshness rates, events/s (steps of 1,000 up to 5,000 find the highest"
+        " sustained one)",
     )
     parser.add_argument(
         "--drain", type=float, default=60, help="seconds to wait for the last probes"
