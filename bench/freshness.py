@@ -140,6 +140,7 @@ async def _run_rate(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(BROKER))
     await consumer.start()
     lag: list[tuple[float, int, int]] = []  # (seconds since start, merge lag, index lag)
+    producer: asyncio.subprocess.Process | None = None
     try:
         async with aiohttp.ClientSession() as session:
             poller = _Poller(session, alias, id_prefix)
@@ -185,6 +186,9 @@ async def _run_rate(
             drained_s = time.monotonic() - produce_end
             es_cost = _es_cost(es_before, await _es_node_stats(session))
     finally:
+        # A run stopped early (SIGTERM, an error) must not leave its load generator going.
+        if producer is not None and producer.returncode is None:
+            producer.kill()
         await consumer.stop()
     delays = [poller.seen[k] for k in range(probes) if k in poller.seen]
     missing = probes - len(delays)

@@ -198,16 +198,28 @@ def details_lines(results: dict[str, Any]) -> list[str]:
     length = details.get("request-length")
     if length:
         positions = length["positions"]
+        # Runs before the "flushed" mode measured only "kept".
+        mode = "flushed" if "flushed last/first" in length else "kept"
         out_length = ", ".join(
-            f"{int(n):,}: {p['kept us']:,.0f} µs"
+            f"{int(n):,}: {p[f'{mode} us']:,.0f} µs"
             for n, p in sorted(positions.items(), key=lambda i: int(i[0]))
         )
+        kept = (
+            f"{length['kept last/first']:g} times when it is not encoded, "
+            if mode == "flushed"
+            else ""
+        )
         lines.append(
-            f"- **request-length**: per-event cost of a request's n-th event, states kept"
-            f" decoded ({out_length}; a chunk of history that fills is written on top);"
-            f" the 1,000th costs {length['kept last/first']:g} times the first"
-            f" ({length['round trip last/first']:g} times when the state is decoded and encoded per"
-            " event)."
+            "- **request-length**: per-event cost of a request's n-th event, states kept"
+            + (
+                " decoded and encoded once after the event, as a flush does"
+                if mode == "flushed"
+                else " decoded"
+            )
+            + f" ({out_length}; a chunk of history that fills is written on top);"
+            f" the 1,000th costs {length[f'{mode} last/first']:g} times the first"
+            f" ({kept}{length['round trip last/first']:g} times when the state is also decoded"
+            " before each event)."
         )
     rss = details.get("rss")
     if rss:

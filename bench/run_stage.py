@@ -62,13 +62,15 @@ def run_stage(
         detail = pure.request_length(args.seed)
         for position, row in detail["positions"].items():
             print(
-                f"request-length event {int(position):,}: {row['kept us']} us"
-                f" (states kept decoded), {row['round trip us']} us (decoded and"
-                f" encoded per event), state {row['state_bytes']:,} bytes"
+                f"request-length event {int(position):,}: {row['flushed us']} us"
+                f" (kept decoded, encoded once after the event), {row['kept us']} us (kept"
+                f" decoded), {row['round trip us']} us (decoded and encoded per event),"
+                f" state {row['state_bytes']:,} bytes"
             )
         print(
-            f"request-length 1,000th / 1st: {detail['kept last/first']} (kept),"
-            f" {detail['round trip last/first']} (round trip)"
+            f"request-length 1,000th / 1st: {detail['flushed last/first']} (flushed),"
+            f" {detail['kept last/first']} (kept), {detail['round trip last/first']}"
+            " (round trip)"
         )
     elif stage == "faust-floor":
         detail = worker_stages.faust_floor_eps(names, topic, sample, timeout)

@@ -33,6 +33,7 @@ from quixstreams.state import State
 from leadedge.config import Settings
 from leadedge.engine.process import tune_garbage_collection
 from leadedge.rules.enrich import Enricher
+from leadedge.rules.event_ids import EventIds
 from leadedge.rules.history import append, entry
 from leadedge.rules.merge import EVENT_IDS, MergeRules, merged_request
 from leadedge.rules.models import Rejection, SourceRecord
@@ -126,9 +127,12 @@ def build(args: argparse.Namespace, state_dir: Path) -> tuple[Application, dict[
             state.set(history_key(full.chunk), full.entries)
             if full.drop is not None:
                 state.delete(history_key(full.drop))
-        # Quix's store encodes with orjson and no `default`: the event ids as a list.
+        # Quix's store encodes with orjson and no `default`: the event ids as their string.
         ids = outcome.state.get(EVENT_IDS)
-        stored = outcome.state if ids is None else {**outcome.state, EVENT_IDS: list(ids)}
+        if ids is not None:
+            stored = {**outcome.state, EVENT_IDS: EventIds.of(ids).packed}
+        else:
+            stored = outcome.state
         state.set(STATE_KEY, stored)
         return (MERGED, orjson.dumps(merged_request(outcome.state)))
 

@@ -188,8 +188,8 @@ def merge_event(
 
     `source` is the event's (partition, offset): an event at or before the last applied
     offset of the same partition is a redelivery and changes nothing. The state keeps
-    the last `rules.max_event_ids` event ids; what it costs to check and extend them
-    does not grow with their number (see `leadedge.rules.event_ids`).
+    the last `rules.max_event_ids` event ids in one string: checking and extending them
+    is a search and a copy of that string, no walk of its ids (`leadedge.rules.event_ids`).
     """
     event_id = event.event_id
     if state is not None:
@@ -201,7 +201,7 @@ def merge_event(
             and source[1] <= last[1]
         ):
             return Duplicate(f"offset {source[1]} already applied")
-        if event_id is not None and event_id in state.get(EVENT_IDS, ()):
+        if event_id is not None and event_id in EventIds.of(state.get(EVENT_IDS, ())):
             return Duplicate(f"event_id {event_id!r} already applied")
         if state.get("project") != event.project:
             return Rejection(
