@@ -60,6 +60,8 @@ class EventIds:
             return ids
         if isinstance(ids, str):
             return cls(ids)
+        if not ids:
+            return cls(EMPTY, 0)
         listed = list(ids)
         return cls(pack(listed), len(listed))
 

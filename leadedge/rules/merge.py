@@ -192,6 +192,7 @@ def merge_event(
     is a search and a copy of that string, no walk of its ids (`leadedge.rules.event_ids`).
     """
     event_id = event.event_id
+    remembered: EventIds | None = None
     if state is not None:
         last = state.get(SOURCE)
         if (
@@ -201,8 +202,10 @@ def merge_event(
             and source[1] <= last[1]
         ):
             return Duplicate(f"offset {source[1]} already applied")
-        if event_id is not None and event_id in EventIds.of(state.get(EVENT_IDS, ())):
-            return Duplicate(f"event_id {event_id!r} already applied")
+        if event_id is not None:
+            remembered = EventIds.of(state.get(EVENT_IDS, ()))
+            if event_id in remembered:
+                return Duplicate(f"event_id {event_id!r} already applied")
         if state.get("project") != event.project:
             return Rejection(
                 "project_mismatch",
@@ -221,9 +224,9 @@ def merge_event(
     if source is not None:
         merged[SOURCE] = [source[0], source[1]]
     if event_id is not None:
-        merged[EVENT_IDS] = EventIds.of(base.get(EVENT_IDS, ())).remembering(
-            event_id, rules.max_event_ids
-        )
+        if remembered is None:
+            remembered = EventIds.of(base.get(EVENT_IDS, ()))
+        merged[EVENT_IDS] = remembered.remembering(event_id, rules.max_event_ids)
     return Applied(merged, increments)
 
 
