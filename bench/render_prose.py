@@ -137,8 +137,28 @@ def findings(results: dict[str, Any]) -> list[str]:
                 f" {row['merge_lag_last_third_max']:,} events, index backlog up to"
                 f" {row['index_lag_last_third_max']:,} in the last third of the run), so"
                 " delays grow with the run's length rather than measure the pipeline."
+                + _cores_sentence(row, results)
             )
     return out
+
+
+def _cores_sentence(row: dict[str, Any], results: dict[str, Any]) -> str:
+    """Where the machine's cores went during a freshness rate, when it was measured."""
+    cores = row.get("cpu_cores")
+    if not cores or row.get("machine_busy") is None:
+        return ""
+    shown = ", ".join(
+        f"{name} {cores[key]:.2f}"
+        for key, name in (
+            ("worker", "the worker"),
+            ("elasticsearch", "Elasticsearch"),
+            ("kafka", "Kafka"),
+            ("load", "the load generator"),
+        )
+        if key in cores
+    )
+    nproc = results.get("machine", {}).get("nproc", "?")
+    return f" The machine's {nproc} cores were {row['machine_busy']:.0%} busy: {shown} (cores)."
 
 
 def details_lines(results: dict[str, Any]) -> list[str]:
