@@ -12,7 +12,7 @@ import orjson
 
 from bench.common import REPO, RESULTS
 from bench.render_plot import PLOT, plot, run_kind
-from bench.render_prose import details_lines, findings
+from bench.render_prose import CPU_KINDS, details_lines, findings
 
 LATEST = RESULTS / "latest.json"
 DOCUMENT = REPO / "BENCHMARKS.md"
@@ -22,10 +22,6 @@ def _es_cost_cell(row: dict[str, Any]) -> str:
     if "es_cpu_s" not in row:
         return "—"
     return f"{row['es_cpu_s']:,.1f} / {row['es_refreshes']:,.0f} / {row['es_merge_s']:,.1f}"
-
-
-# The processes whose CPU a freshness row shows, in its column's order.
-CPU_KINDS = ("worker", "elasticsearch", "kafka", "load")
 
 
 def _cpu_cell(row: dict[str, Any]) -> str:

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+# The processes a freshness row shows the cores of, in order, by what the prose calls them
+# (`bench.measure.PROCESS_KINDS` names them; the others are summed as "the rest").
+CPU_KINDS = {
+    "worker": "the worker",
+    "elasticsearch": "Elasticsearch",
+    "kafka": "Kafka",
+    "load": "the load generator",
+}
+
 
 def _sink_text(writes: dict[str, Any] | None) -> str:
     if not writes:
@@ -147,16 +156,7 @@ def _cores_sentence(row: dict[str, Any], results: dict[str, Any]) -> str:
     cores = row.get("cpu_cores")
     if not cores or row.get("machine_busy") is None:
         return ""
-    shown = ", ".join(
-        f"{name} {cores[key]:.2f}"
-        for key, name in (
-            ("worker", "the worker"),
-            ("elasticsearch", "Elasticsearch"),
-            ("kafka", "Kafka"),
-            ("load", "the load generator"),
-        )
-        if key in cores
-    )
+    shown = ", ".join(f"{name} {cores[key]:.2f}" for key, name in CPU_KINDS.items() if key in cores)
     nproc = results.get("machine", {}).get("nproc", "?")
     return f" The machine's {nproc} cores were {row['machine_busy']:.0%} busy: {shown} (cores)."
 

@@ -25,11 +25,7 @@ EMPTY = SEPARATOR
 
 def escape(event_id: str) -> str:
     """An id as it is written between separators: never holding one."""
-    if "%" in event_id:
-        event_id = event_id.replace("%", "%25")
-    if SEPARATOR in event_id:
-        event_id = event_id.replace(SEPARATOR, "%7C")
-    return event_id
+    return event_id.replace("%", "%25").replace(SEPARATOR, "%7C")
 
 
 def unescape(escaped: str) -> str:
