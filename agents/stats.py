@@ -15,6 +15,7 @@ No exception escapes a loop: one would restart the agent and may skip records.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -27,6 +28,7 @@ from leadedge.engine.app import app, settings, stats_partials_topic, stats_topic
 from leadedge.rules.stats import WINDOW_MS
 from leadedge.rules.stats_state import KEEP_CLOSED_MS, Plan, plan_total
 from leadedge.sinks.es_bulk import Document, document_from_message
+from leadedge.sinks.retry import Backoff, retry
 from leadedge.tables.request_stats import request_stats
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,13 @@ def apply(table: Any, plan: Plan) -> None:
             table[key] = value
 
 
+# A failed write of a total is tried again for about 12 s before it is given up: the
+# failures seen are transient (the changelog of `request_stats` just created and not yet
+# in the consumer's metadata, a send while the broker moves a leader), and a window's
+# last partial has no next one to make its total right.
+TOTAL_BACKOFF = Backoff(first_delay=0.5, max_delay=4.0, attempts=6)
+
+
 @app.agent(stats_partials_topic)
 async def total_stats(stream: faust.StreamT[bytes]) -> None:
     """Fold each partial into its window's total and publish the total."""
@@ -67,20 +76,33 @@ async def total_stats(stream: faust.StreamT[bytes]) -> None:
                 record_ts_ms=int(message.timestamp * 1000),
                 retention_ms=RETENTION_MS,
             )
-            apply(request_stats, plan)
-            for window_id, document in plan.sends:
-                await stats_topic.send(key=window_id.encode(), value=orjson.dumps(document))
+            await retry(
+                partial(_store_total, plan),
+                is_transient=lambda exc: True,
+                what=f"stats total of {_where(event)}",
+                log=log,
+                backoff=TOTAL_BACKOFF,
+                component="stats-totals",
+            )
         except Exception as exc:
             # Reported (log, metric, /health "degraded") and the next partial goes on: a
             # partial is a full snapshot, so the window's next one makes its total right.
             health.report_failure("stats-totals", f"{type(exc).__name__}: {exc}")
-            log.exception("stats total failed for %s[%d]@%d", *_where(event))
+            log.exception("stats total failed for %s", _where(event))
         else:
             health.report_recovered("stats-totals")
 
 
-def _where(event: EventT[bytes]) -> tuple[str, int, int]:
-    return event.message.topic, event.message.partition, event.message.offset
+async def _store_total(plan: Plan) -> None:
+    """The plan's table writes, then its totals sent; both may be made again."""
+    apply(request_stats, plan)
+    for window_id, document in plan.sends:
+        await stats_topic.send(key=window_id.encode(), value=orjson.dumps(document))
+
+
+def _where(event: EventT[bytes]) -> str:
+    message = event.message
+    return f"{message.topic}[{message.partition}]@{message.offset}"
 
 
 def documents(events: list[EventT[bytes]]) -> list[Document]:

@@ -8,6 +8,7 @@ go through `total_stats` with Faust's test_context.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -15,9 +16,11 @@ from typing import Any, cast
 
 import orjson
 import pytest
+from faust.exceptions import PartitionsMismatch
 from faust.types import EventT
 
 from leadedge import health
+from leadedge.agents import stats as stats_agent
 from leadedge.agents.stats import documents, total_stats
 from leadedge.engine.app import app, stats_topic
 from leadedge.rules import stats_state
@@ -111,6 +114,68 @@ async def test_an_exception_does_not_escape_the_totals_loop(
     assert len(calls) == 2
     [published] = sent.records
     assert orjson.loads(published["value"])["events"] == 1
+
+
+async def test_a_total_whose_write_fails_for_a_while_is_stored_and_published_once_it_passes(
+    sent: RecordingTopic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a worker saw when `request_stats`' changelog was just created: Faust checks the
+    # table's partitions against the consumer's metadata, which still had none for it.
+    waits: list[float] = []
+
+    async def no_wait(delay: float) -> None:
+        waits.append(delay)
+        # Degraded while it is retried.
+        assert "PartitionsMismatch" in health.degraded()["stats-totals"]
+
+    monkeypatch.setattr(
+        "leadedge.agents.stats.TOTAL_BACKOFF",
+        dataclasses.replace(stats_agent.TOTAL_BACKOFF, sleep=no_wait),
+    )
+    failures = iter([PartitionsMismatch("has 0 partitions"), PartitionsMismatch("0")])
+    original = stats_agent.apply
+
+    def flaky(table: Any, plan: stats_state.Plan) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        original(table, plan)
+
+    monkeypatch.setattr("leadedge.agents.stats.apply", flaky)
+    [(key, value)] = await partials_of((b"y1", b'{"id":"y1","source":1,"clicks":"+2"}'))
+    async with total_stats.test_context() as agent:
+        await agent.put(value, key=key)
+    assert waits == [0.5, 1.0]
+    [published] = sent.records
+    assert orjson.loads(published["value"])["counters"] == {"clicks": 2}
+    assert "stats-totals" not in health.degraded()
+
+
+async def test_a_total_whose_write_keeps_failing_is_given_up_and_reported(
+    sent: RecordingTopic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+
+    async def no_wait(delay: float) -> None:
+        waits.append(delay)
+
+    monkeypatch.setattr(
+        "leadedge.agents.stats.TOTAL_BACKOFF",
+        dataclasses.replace(stats_agent.TOTAL_BACKOFF, sleep=no_wait),
+    )
+
+    def broken(table: Any, plan: stats_state.Plan) -> None:
+        raise PartitionsMismatch("changelog has 4 partitions, source 8")
+
+    monkeypatch.setattr("leadedge.agents.stats.apply", broken)
+    [(key, value)] = await partials_of((b"z1", b'{"id":"z1","source":1}'))
+    async with total_stats.test_context() as agent:
+        await agent.put(value, key=key)
+        # The loop goes on, and says why in /health.
+        assert "4 partitions" in health.degraded()["stats-totals"]
+    assert waits == stats_agent.TOTAL_BACKOFF.delays()
+    assert sent.records == []
+    health.report_recovered("stats-totals")
 
 
 def test_the_newest_total_of_each_window_is_indexed_versioned_by_its_event_count() -> None:
