@@ -56,11 +56,13 @@ def apply(table: Any, plan: Plan) -> None:
             table[key] = value
 
 
-# A failed write of a total is tried again for about 12 s before it is given up: the
-# failures seen are transient (the changelog of `request_stats` just created and not yet
-# in the consumer's metadata, a send while the broker moves a leader), and a window's
-# last partial has no next one to make its total right.
-TOTAL_BACKOFF = Backoff(first_delay=0.5, max_delay=4.0, attempts=6)
+# A failed write of a total is tried again for about 30 s before it is given up. The
+# failures seen are transient: `request_stats`' changelog just created and still without
+# partitions in the consumer's metadata (Faust's partition check then refuses every
+# write until the metadata is refreshed, which a fetch for the new topic asks for), a send
+# while the broker moves a leader. And a window's last partial has no next one to make
+# its total right.
+TOTAL_BACKOFF = Backoff(first_delay=0.5, max_delay=5.0, attempts=9)
 
 
 @app.agent(stats_partials_topic)
