@@ -107,24 +107,33 @@ def requests_template(
                 # name would fix its type for all: a number here, an object there, and one
                 # project's documents are refused. Fields the template does not name are
                 # therefore runtime fields (read from `_source` when queried, never
-                # indexed), which no value can conflict with. The template's own fields
-                # below are indexed with their types.
+                # indexed), which no value can conflict with.
                 "dynamic": "runtime",
                 "date_detection": False,
-                "properties": {
-                    "id": {"type": "keyword"},
-                    "project": {"type": "keyword"},
-                    "created_at": {"type": "date"},
-                    "updated_at": {"type": "date"},
-                    "event_count": {"type": "long"},
-                    ipaddress_field: {"type": "ip", "ignore_malformed": True},
-                    useragent_field: {"type": "keyword", "ignore_above": 4096},
+                # The fields events carry are typed runtime fields for the same reason:
+                # an indexed `clicks` of type long refuses the whole document when a source
+                # sends `{"clicks": {"mobile": "+1"}}` (`ignore_malformed` does not cover
+                # objects). As runtime fields they keep their types for queries and
+                # aggregations, and a value of another shape is simply not a value of
+                # that field (an object's leaves become runtime fields of their own).
+                "runtime": {
+                    ipaddress_field: {"type": "ip"},
+                    useragent_field: {"type": "keyword"},
                     "source": {"type": "keyword"},
                     "domain": {"type": "keyword"},
                     "clicks": {"type": "long"},
                     "impressions": {"type": "long"},
                     "price": {"type": "double"},
                     "uptick": {"type": "double"},
+                },
+                # What leadedge itself writes is indexed with its types: no event can
+                # give these another shape (their names are reserved, see validate).
+                "properties": {
+                    "id": {"type": "keyword"},
+                    "project": {"type": "keyword"},
+                    "created_at": {"type": "date"},
+                    "updated_at": {"type": "date"},
+                    "event_count": {"type": "long"},
                     "geo": {
                         "properties": {
                             "location": {"type": "geo_point"},
