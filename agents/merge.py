@@ -19,6 +19,7 @@ from leadedge.engine.flush import BatchEngine, OutputTopics
 from leadedge.engine.kafka_out import KafkaBatchWriter
 from leadedge.engine.step import MergeStep
 from leadedge.engine.write_back import MemoryPartitions, RocksDBPartitions, WriteBackTable
+from leadedge.rules.stats import partial_counter_limit
 from leadedge.rules.stats_state import flush_records
 from leadedge.tables.merged_requests import merged_requests
 from leadedge.tables.request_history import request_history
@@ -46,6 +47,7 @@ def build_engine(*, index: bool = True) -> BatchEngine:
         wiring.record_processor(),
         history_length=settings.history_length,
         stats_lateness_ms=settings.stats_lateness_s * 1000,
+        max_window_counters=partial_counter_limit(settings.partitions),
         merged=write_back(merged_requests),
         history=write_back(request_history),
         partials=write_back(stats_partials, flush_plan=flush_records),

@@ -11,8 +11,10 @@ from leadedge.rules.models import Rejection, SourceRecord
 
 HEADER_PREFIX = "leadedge.error."
 # A dead letter must fit in one produce request (1 MiB by default) with its key and
-# headers, or the record it stands for would be lost; the value is cut to this many bytes.
+# headers, or the record it stands for would be lost; the value is cut to this many bytes,
+# the key (any client may send a large one) to MAX_KEY_BYTES.
 MAX_VALUE_BYTES = 900 * 1024
+MAX_KEY_BYTES = 16 * 1024
 MAX_DETAIL_CHARACTERS = 2000
 
 
@@ -33,18 +35,22 @@ def dead_letter_headers(
 
 def dead_letter(
     record: SourceRecord, rejection: Rejection, now_ms: int
-) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The dead letter's value and headers: the original bytes, cut to fit if they must.
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """The dead letter's key, value and headers: the original bytes, cut to fit if they must.
 
-    A cut value says so in `leadedge.error.truncated` (the original size in bytes); the
-    whole record is still in the source topic at the offset the headers name.
+    A cut value says so in `leadedge.error.truncated`, a cut key in
+    `leadedge.error.key_truncated` (each the original size in bytes); the whole record is
+    still in the source topic at the offset the headers name.
     """
-    value = record.value or b""
+    key, value = record.key, record.value or b""
     headers = dead_letter_headers(record, rejection, now_ms)
     if len(value) > MAX_VALUE_BYTES:
         headers.append((HEADER_PREFIX + "truncated", str(len(value)).encode()))
         value = value[:MAX_VALUE_BYTES]
-    return value, headers
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        headers.append((HEADER_PREFIX + "key_truncated", str(len(key)).encode()))
+        key = key[:MAX_KEY_BYTES]
+    return key, value, headers
 
 
 class DeadLetterTopic(Protocol):
@@ -60,5 +66,5 @@ async def send_dead_letter(
 ) -> None:
     """Produce the dead letter for `record` and count it by reason."""
     metrics.dead_letters_total.labels(rejection.reason).inc()
-    value, headers = dead_letter(record, rejection, int(time.time() * 1000))
-    await topic.send(key=record.key, value=value, headers=headers)
+    key, value, headers = dead_letter(record, rejection, int(time.time() * 1000))
+    await topic.send(key=key, value=value, headers=headers)

@@ -308,8 +308,8 @@ class BatchEngine:
         now_ms = int(time.time() * 1000)
         for record, rejection in pending.dead_letters:
             metrics.dead_letters_total.labels(rejection.reason).inc()
-            value, headers = dead_letter(record, rejection, now_ms)
-            records.append(OutRecord(topics.dead_letters, None, record.key, value, headers))
+            key, value, headers = dead_letter(record, rejection, now_ms)
+            records.append(OutRecord(topics.dead_letters, None, key, value, headers))
         return records, documents, updated_s
 
     def _rejected_documents(
@@ -335,8 +335,8 @@ class BatchEngine:
             )
             rejection = Rejection("elasticsearch_rejected", repr(error))
             metrics.dead_letters_total.labels(rejection.reason).inc()
-            value, headers = dead_letter(source, rejection, now_ms)
-            records.append(OutRecord(self.topics.dead_letters, None, source.key, value, headers))
+            key, value, headers = dead_letter(source, rejection, now_ms)
+            records.append(OutRecord(self.topics.dead_letters, None, key, value, headers))
         return records
 
     def _count(self, pending: Pending) -> None:

@@ -22,7 +22,7 @@ from leadedge.engine.write_back import WriteBackTable
 from leadedge.rules.history import append, chunk_key, entry
 from leadedge.rules.models import Rejection, SourceRecord
 from leadedge.rules.processing import Merged, RecordProcessor
-from leadedge.rules.stats import count_applied
+from leadedge.rules.stats import MAX_WINDOW_COUNTERS, count_applied
 from leadedge.rules.stats_state import PartitionCount, UnsentPartials, kept_partials
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class MergeStep:
         *,
         history_length: int,
         stats_lateness_ms: int,
+        max_window_counters: int = MAX_WINDOW_COUNTERS,
         merged: WriteBackTable,
         history: WriteBackTable,
         partials: WriteBackTable,
@@ -64,6 +65,8 @@ class MergeStep:
         self.processor = processor
         self.history_length = history_length
         self.stats_lateness_ms = stats_lateness_ms
+        # Counter names one partition's partial of a window may hold (rules.stats).
+        self.max_window_counters = max_window_counters
         self.merged = merged
         self.history = history
         self.partials = partials
@@ -124,6 +127,7 @@ class MergeStep:
                     functools.partial(self.partials.get, record.partition),
                     record.partition,
                     lateness_ms=self.stats_lateness_ms,
+                    max_counters=self.max_window_counters,
                 )
             stats_outcomes[self.count(count, record, merged)] += 1
         for partition, count in counts.items():

@@ -25,6 +25,7 @@ Faust, Kafka or the network.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -37,6 +38,27 @@ from leadedge.rules.models import Event, State
 WINDOW_MS = 60_000
 SOURCE_FIELD = "source"
 NO_SOURCE = "unknown"
+
+# A window's records (each partition's partial, the total, the published document) and
+# each partition's list of open windows stay far below Kafka's 1 MB record limit whatever
+# the events hold, so no event can make a flush fail for ever: a source label is cut to
+# MAX_SOURCE_CHARS (its end replaced by a hash of the whole), a counter name longer than
+# MAX_COUNTER_NAME_BYTES is not counted, and a window counts at most MAX_WINDOW_COUNTERS
+# names in all (each partition's partial an equal share, see `partial_counter_limit`).
+# What is not counted is counted as `counters_dropped`. At most 2,048 names of 128 bytes:
+# under 400 KB. A partition keeps at most MAX_OPEN_WINDOWS windows open; the events of
+# any further source are counted under OTHER_SOURCES until some close (a source per
+# request would otherwise open a window per request).
+MAX_SOURCE_CHARS = 128
+MAX_OPEN_WINDOWS = 1000
+OTHER_SOURCES = "(other sources)"
+MAX_COUNTER_NAME_BYTES = 128
+MAX_WINDOW_COUNTERS = 2048
+
+
+def partial_counter_limit(partitions: int) -> int:
+    """How many counter names one partition's partial of a window may hold."""
+    return max(1, MAX_WINDOW_COUNTERS // max(1, partitions))
 
 
 def window_start(ts_ms: int) -> int:
@@ -70,8 +92,13 @@ def source_label(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (str, int, float)):
-        return str(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        label = str(value)
+    else:
+        label = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    if len(label) <= MAX_SOURCE_CHARS:
+        return label
+    digest = hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{label[: MAX_SOURCE_CHARS - 17]}~{digest}"
 
 
 def add_numbers(current: int | float, amount: int | float | str) -> int | float:
@@ -156,11 +183,24 @@ def new_partial(window: Window, partition: int) -> State:
     }
 
 
-def count_into(partial: State, counted: Counted, offset: int) -> None:
-    """Add the event at `offset` to `partial`, in place (the caller owns this copy)."""
+def count_into(
+    partial: State, counted: Counted, offset: int, max_counters: int = MAX_WINDOW_COUNTERS
+) -> None:
+    """Add the event at `offset` to `partial`, in place (the caller owns this copy).
+
+    A name new to the partial is counted only while it holds fewer than `max_counters`
+    names and only when it is at most MAX_COUNTER_NAME_BYTES long; an increment not
+    counted adds one to the partial's `counters_dropped`.
+    """
     counters = partial["counters"]
     for name, increment in counted.counters.items():
-        counters[name] = add_numbers(counters.get(name, 0), increment)
+        current = counters.get(name)
+        if current is None:
+            if len(counters) >= max_counters or len(name.encode()) > MAX_COUNTER_NAME_BYTES:
+                partial["counters_dropped"] = partial.get("counters_dropped", 0) + 1
+                continue
+            current = 0
+        counters[name] = add_numbers(current, increment)
     partial["src"] = offset
     partial["events"] += 1
     partial["new_requests"] += int(counted.new_request)
@@ -193,17 +233,20 @@ def merge_partial(total: State | None, partial: State) -> State:
     if held is not None and held["src"] >= partial["src"]:
         return base
     kept = {name: partial[name] for name in ("src", "events", "new_requests", "counters")}
+    if partial.get("counters_dropped"):
+        kept["counters_dropped"] = partial["counters_dropped"]
     return {**base, "partials": {**base["partials"], key: kept}}
 
 
 def window_document(total: State) -> dict[str, Any]:
     """The window as published: the topic value and the Elasticsearch document."""
-    events = new_requests = 0
+    events = new_requests = dropped = 0
     counters: dict[str, int | float] = {}
     for key in sorted(total["partials"], key=int):
         partial = total["partials"][key]
         events += partial["events"]
         new_requests += partial["new_requests"]
+        dropped += partial.get("counters_dropped", 0)
         for name, amount in partial["counters"].items():
             counters[name] = add_numbers(counters.get(name, 0), amount)
     start = total["start_ms"]
@@ -218,4 +261,5 @@ def window_document(total: State) -> dict[str, Any]:
         "events": events,
         "new_requests": new_requests,
         "counters": counters,
+        **({"counters_dropped": dropped} if dropped else {}),
     }

@@ -22,6 +22,9 @@ from typing import Any
 
 from leadedge.rules.models import State
 from leadedge.rules.stats import (
+    MAX_OPEN_WINDOWS,
+    MAX_WINDOW_COUNTERS,
+    OTHER_SOURCES,
     Counted,
     Window,
     count_into,
@@ -159,10 +162,18 @@ class PartitionCount:
     replayed event count once.
     """
 
-    def __init__(self, lookup: Lookup, partition: int, *, lateness_ms: int) -> None:
+    def __init__(
+        self,
+        lookup: Lookup,
+        partition: int,
+        *,
+        lateness_ms: int,
+        max_counters: int = MAX_WINDOW_COUNTERS,
+    ) -> None:
         self.lookup = lookup
         self.partition = partition
         self.lateness_ms = lateness_ms
+        self.max_counters = max_counters
         self.clock = lookup(clock_key(partition)) or {"stream_ms": None, "open": []}
         self.stream_ms: int | None = self.clock["stream_ms"]
         self.listed = {key for _, key in self.clock["open"]}
@@ -170,8 +181,9 @@ class PartitionCount:
         # Partial key → the partial being counted (this run's own copy), and its window id.
         self.counting: dict[str, State] = {}
         self.window_ids: dict[str, str] = {}
-        # Window → partial key: a window's id is formatted once a run.
-        self.keys: dict[Window, str] = {}
+        # Window → its partial's key and the window it counts in (OTHER_SOURCES' when
+        # too many are open): a window's id is formatted once a run.
+        self.keys: dict[Window, tuple[str, Window]] = {}
 
     def add(self, counted: Counted, *, offset: int, event_ts_ms: int, record_ts_ms: int) -> str:
         """Count one applied event: "counted", "late" (its window had closed) or "repeated"."""
@@ -181,9 +193,16 @@ class PartitionCount:
         window = counted.window
         if is_late(window.start_ms, self.stream_ms, self.lateness_ms):
             return "late"
-        key = self.keys.get(window)
-        if key is None:
-            key = self.keys[window] = partial_key(window.id, self.partition)
+        known = self.keys.get(window)
+        if known is None:
+            key = partial_key(window.id, self.partition)
+            if key not in self.listed and len(self.listed) >= MAX_OPEN_WINDOWS:
+                # Too many windows open (expired ones leave the list at `finish`).
+                window = Window(window.project, OTHER_SOURCES, window.start_ms)
+                key = partial_key(window.id, self.partition)
+            self.keys[counted.window] = (key, window)
+        else:
+            key, window = known
         partial = self.counting.get(key)
         if partial is None:
             stored = self.lookup(key)
@@ -203,7 +222,7 @@ class PartitionCount:
                 self.newly_kept.append([window.start_ms, key])
         elif offset <= partial["src"]:
             return "repeated"
-        count_into(partial, counted, offset)
+        count_into(partial, counted, offset, self.max_counters)
         return "counted"
 
     def finish(self) -> Plan:

@@ -57,9 +57,10 @@ def test_design_example_is_merged_indexed_served_and_archived(
     document = wait_for(indexed, 30, "the merged request in Elasticsearch")
     assert document == request
     mapping = es.indices.get_mapping(index=names.es_alias)
-    properties = next(iter(mapping.values()))["mappings"]["properties"]
+    mappings = next(iter(mapping.values()))["mappings"]
+    properties = mappings["properties"]
     assert properties["geo"]["properties"]["location"]["type"] == "geo_point"
-    assert properties["ipaddress"]["type"] == "ip"
+    assert mappings["runtime"]["ipaddress"]["type"] == "ip"
     assert properties["created_at"]["type"] == "date"
 
     s3 = endpoints.s3_client()

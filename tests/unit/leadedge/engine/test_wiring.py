@@ -26,7 +26,7 @@ def test_each_sink_writes_where_the_settings_say(monkeypatch: pytest.MonkeyPatch
     assert requests.alias == "shop-requests" and requests.component == "elasticsearch"
     settings = requests.index.template["template"]["settings"]
     assert (settings["number_of_shards"], settings["refresh_interval"]) == (3, "5s")
-    assert "ip" in requests.index.template["template"]["mappings"]["properties"]
+    assert "ip" in requests.index.template["template"]["mappings"]["runtime"]
     assert requests.index.live_settings == {"refresh_interval": "5s", "number_of_replicas": 1}
     stats = wiring.stats_sink
     assert (stats.alias, stats.component) == ("shop-stats", "stats-index")

@@ -12,12 +12,18 @@ from leadedge.rules.merge import MergeRules
 from leadedge.rules.models import Event, SourceRecord
 from leadedge.rules.processing import Merged, RecordProcessor
 from leadedge.rules.stats import (
+    MAX_COUNTER_NAME_BYTES,
+    MAX_OPEN_WINDOWS,
+    MAX_SOURCE_CHARS,
+    MAX_WINDOW_COUNTERS,
+    OTHER_SOURCES,
     WINDOW_MS,
     Window,
     add_numbers,
     count_applied,
     increments,
     merge_partial,
+    partial_counter_limit,
     source_label,
     window_document,
     window_start,
@@ -250,3 +256,90 @@ def test_held_partials_keep_only_the_newest_of_each_window_and_partition() -> No
         ("w1", {"src": 9, "events": 5}),
     ]
     assert unsent.take() == []
+
+
+def test_a_long_source_is_cut_and_told_apart_by_a_hash_of_the_whole() -> None:
+    first, second = source_label("s" * 70_000), source_label("s" * 69_999 + "t")
+    assert len(first) == len(second) == MAX_SOURCE_CHARS
+    assert first != second and first.startswith("s" * 100)
+    assert source_label("s" * 70_000) == first  # the same source, the same window
+    assert source_label("s" * MAX_SOURCE_CHARS) == "s" * MAX_SOURCE_CHARS
+
+
+def count_names(count: PartitionCount, offset: int, names: list[str]) -> None:
+    counted = count_applied(
+        event("r", **dict.fromkeys(names, "+1")), {"source": 1}, created=False, rules=RULES
+    )
+    count.add(counted, offset=offset, event_ts_ms=T0 + 5_000, record_ts_ms=T0 + 5_000)
+
+
+def test_a_window_counts_a_bounded_number_of_counter_names_and_says_how_many_it_dropped() -> None:
+    table = Table()
+    count = PartitionCount(table.get, 0, lateness_ms=300_000, max_counters=3)
+    count_names(count, 0, ["a", "b"])
+    count_names(count, 1, ["a", "c", "d", "e"])  # d and e: the partial is full
+    count_names(count, 2, ["a", "b", "x" * (MAX_COUNTER_NAME_BYTES + 1)])  # too long a name
+    [(_, partial)] = count.finish().sends
+    assert partial["counters"] == {"a": 3, "b": 2, "c": 1}
+    assert partial["counters_dropped"] == 3
+    assert partial["events"] == 3
+    other = {**partial, "partition": 1, "counters": {"a": 1}, "counters_dropped": 2}
+    document = window_document(merge_partial(merge_partial(None, partial), other))
+    assert document["counters"] == {"a": 4, "b": 2, "c": 1}
+    assert document["counters_dropped"] == 5
+    # A window that dropped nothing says nothing of it.
+    assert "counters_dropped" not in window_document(
+        merge_partial(None, {**other, "counters_dropped": 0})
+    )
+
+
+def test_no_events_can_make_a_windows_records_reach_kafkas_record_limit() -> None:
+    # Twenty 64 KiB events of one source and minute, each with new counter names of the
+    # longest length counted, through every partition of an 8-partition deployment.
+    limit = partial_counter_limit(8)
+    total = None
+    for partition in range(8):
+        count = PartitionCount(Table().get, partition, lateness_ms=300_000, max_counters=limit)
+        for n in range(20):
+            names = [f"{partition}-{n}-{i}-".ljust(MAX_COUNTER_NAME_BYTES, "n") for i in range(500)]
+            count_names(count, n, names)
+        [(_, partial)] = count.finish().sends
+        assert len(orjson.dumps(partial)) < 100_000
+        total = merge_partial(total, partial)
+    assert total is not None
+    assert len(orjson.dumps(total)) < 500_000
+    document = window_document(total)
+    assert len(document["counters"]) == MAX_WINDOW_COUNTERS
+    assert len(orjson.dumps(document)) < 500_000
+
+
+def test_a_source_per_request_opens_a_bounded_number_of_windows_and_counts_the_rest_together() -> (
+    None
+):
+    table = Table()
+    extra = 5
+    for n in range(MAX_OPEN_WINDOWS + extra):
+        count = PartitionCount(table.get, 0, lateness_ms=300_000)
+        counted = count_applied(
+            event(f"r{n}", clicks="+1"), {"source": f"s{n}"}, created=True, rules=RULES
+        )
+        for repeat in range(2):  # a second event of the same window in the same run
+            assert (
+                count.add(counted, offset=2 * n + repeat, event_ts_ms=T0, record_ts_ms=T0)
+                == "counted"
+            )
+        for key, value in count.finish().writes:
+            table[key] = value
+    open_windows = table[clock_key(0)]["open"]
+    assert len(open_windows) == MAX_OPEN_WINDOWS + 1  # and the one of the other sources
+    [(window_id, other)] = [
+        (window_id, partial)
+        for window_id, partial in kept_partials(table.get, 0)
+        if partial["source"] == OTHER_SOURCES
+    ]
+    assert window_id == Window("default", OTHER_SOURCES, T0).id
+    assert (other["events"], other["new_requests"], other["counters"]) == (
+        2 * extra,
+        2 * extra,
+        {"clicks": 2 * extra},
+    )
