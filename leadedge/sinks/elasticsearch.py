@@ -20,7 +20,14 @@ from elasticsearch.serializer import OrjsonSerializer
 from leadedge import metrics
 from leadedge.clients.elasticsearch import ElasticsearchConnection, as_es_connection
 from leadedge.exceptions import SinkError
-from leadedge.sinks.es_bulk import TRANSIENT_STATUS, Document, WriteResult, bulk_body, sort_outcomes
+from leadedge.sinks.es_bulk import (
+    TRANSIENT_STATUS,
+    Document,
+    WriteResult,
+    bulk_body,
+    bulk_chunks,
+    sort_outcomes,
+)
 from leadedge.sinks.es_mapping import IndexSpec
 from leadedge.sinks.retry import UNTIL_STORED, Backoff, retry
 
@@ -131,13 +138,47 @@ class ElasticsearchSink:
         items) by the backoff: with the live sinks' it blocks until Elasticsearch takes
         them, and the caller acknowledges nothing meanwhile; with a bounded one, items
         still failing at the last attempt are refused, and a failing call is raised.
+        The documents go in calls of at most MAX_BULK_BYTES; a call Elasticsearch finds
+        too large (413, a lower `http.max_content_length`) is made again in halves, and a
+        single document too large for it is refused.
         """
         result = WriteResult()
         if not batch:
             return result
         target = into or self.alias
         started = time.monotonic()
-        pending = list(batch)
+        chunks = bulk_chunks(batch)
+        while chunks:
+            chunk = chunks.pop(0)
+            try:
+                await self._write_chunk(chunk, target, result)
+            except ApiError as exc:
+                if exc.status_code != 413:
+                    raise
+                if len(chunk) == 1:
+                    result.rejected.append((chunk[0][0], f"413 {exc.message}"))
+                    continue
+                log.warning("Elasticsearch refused %d documents as too large: halved", len(chunk))
+                half = len(chunk) // 2
+                chunks[:0] = [chunk[:half], chunk[half:]]
+        elapsed = time.monotonic() - started
+        metrics.sink_batch_size.labels("elasticsearch").observe(len(batch))
+        metrics.sink_write_seconds.labels("elasticsearch").observe(elapsed)
+        metrics.es_version_conflicts_total.inc(result.version_conflicts)
+        metrics.es_rejected_total.inc(len(result.rejected))
+        log.info(
+            "indexed %d documents into %s in %.0f ms (%d older versions skipped, %d refused)",
+            len(batch),
+            target,
+            elapsed * 1000,
+            result.version_conflicts,
+            len(result.rejected),
+        )
+        return result
+
+    async def _write_chunk(self, chunk: list[Document], target: str, result: WriteResult) -> None:
+        """One bulk call for `chunk`, made again by the backoff for what fails transiently."""
+        pending = chunk
         attempts = 0
 
         async def attempt() -> None:
@@ -163,20 +204,6 @@ class ElasticsearchSink:
             on_retry=metrics.sink_retries_total.labels("elasticsearch").inc,
             component=self.component,
         )
-        elapsed = time.monotonic() - started
-        metrics.sink_batch_size.labels("elasticsearch").observe(len(batch))
-        metrics.sink_write_seconds.labels("elasticsearch").observe(elapsed)
-        metrics.es_version_conflicts_total.inc(result.version_conflicts)
-        metrics.es_rejected_total.inc(len(result.rejected))
-        log.info(
-            "indexed %d documents into %s in %.0f ms (%d older versions skipped, %d refused)",
-            len(batch),
-            target,
-            elapsed * 1000,
-            result.version_conflicts,
-            len(result.rejected),
-        )
-        return result
 
     async def stop(self) -> None:
         """Close the client, when this writer made it."""

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 # Worth trying again: the item or the whole call may pass later.
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+# One bulk call carries at most this many bytes of documents (Elasticsearch refuses a
+# request over `http.max_content_length`, 100 MB by default, with 413, and advises bulks
+# of a few MB): a flush of many large requests is written in several calls.
+MAX_BULK_BYTES = 8 * 1024 * 1024
 
 # (id, version, document): the document as a dict, or already encoded as JSON bytes. The
 # version only grows (a request's event count, a window's event count), so a replayed or
@@ -31,6 +36,30 @@ def document_from_message(key: bytes, value: bytes, version_field: str) -> Docum
         msg = "a document is a JSON object"
         raise ValueError(msg)
     return key.decode("utf-8"), int(document[version_field]), document
+
+
+def encoded(document: Document) -> Document:
+    """The document with its body as JSON bytes (encoded once, for its size and the body)."""
+    body = document[2]
+    return document if isinstance(body, bytes) else (document[0], document[1], orjson.dumps(body))
+
+
+def bulk_chunks(batch: Iterable[Document], max_bytes: int = MAX_BULK_BYTES) -> list[list[Document]]:
+    """The batch in order, in runs of documents of at most `max_bytes` (at least one each)."""
+    chunks: list[list[Document]] = []
+    current: list[Document] = []
+    size = 0
+    for document in batch:
+        document = encoded(document)
+        length = len(cast(bytes, document[2])) + len(document[0]) + 100
+        if current and size + length > max_bytes:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(document)
+        size += length
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def bulk_body(index: str, batch: Iterable[Document]) -> bytes:

@@ -7,14 +7,16 @@ from typing import Any, cast
 import orjson
 from elasticsearch import AsyncElasticsearch
 from elasticsearch import ConnectionError as EsConnectionError
+from elasticsearch.exceptions import ApiError
 
 from leadedge import health
 from leadedge.sinks import Sink
 from leadedge.sinks.elasticsearch import ElasticsearchSink
-from leadedge.sinks.es_bulk import Document, WriteResult
+from leadedge.sinks.es_bulk import MAX_BULK_BYTES, Document, WriteResult
 from leadedge.sinks.es_mapping import requests_index
 from leadedge.sinks.es_stats import stats_index
 from leadedge.sinks.retry import Backoff
+from tests.unit.leadedge.clients.test_elasticsearch import api_error
 from tests.unit.leadedge.sinks.test_retry import RecordingClock
 
 
@@ -160,6 +162,36 @@ async def test_a_bounded_backoff_refuses_what_still_fails_at_its_last_attempt() 
     assert result.stored == 2
     assert result.rejected == [("b", {"status": 429})]
     assert clock.delays == [0.5, 1.0]
+
+
+async def test_a_flush_of_large_documents_goes_in_several_bulk_calls_in_order() -> None:
+    big = b'{"pad":"' + b"x" * (3 * 1024 * 1024) + b'"}'
+    docs: list[Document] = [(name, 1, big) for name in "abcde"]
+    client = FakeElasticsearch()
+    result = await writer(client, Backoff()).write(docs)
+    assert [[doc_id for _, doc_id in call] for call in client.bulks()] == [
+        ["a", "b"],
+        ["c", "d"],
+        ["e"],
+    ]
+    assert result.stored == 5
+    assert all(len(chunk) * len(big) <= MAX_BULK_BYTES for chunk in client.bulks())
+
+
+async def test_a_bulk_elasticsearch_finds_too_large_is_sent_again_in_halves() -> None:
+    # An operator's lower http.max_content_length: 413 for the whole call, never retried
+    # as it is; one document too large even alone is refused (a dead letter), not a crash.
+    too_large = api_error(ApiError, 413)
+    client = FakeElasticsearch(too_large, too_large, [201, 201])
+    result = await writer(client, Backoff()).write(DOCS)
+    assert [[doc_id for _, doc_id in call] for call in client.bulks()] == [
+        ["a", "b", "c"],
+        ["a"],
+        ["b", "c"],
+    ]
+    assert result.stored == 2
+    assert [doc_id for doc_id, _ in result.rejected] == ["a"]
+    assert "413" in str(result.rejected[0][1])
 
 
 async def test_a_client_given_to_the_writer_is_left_open_for_its_owner() -> None:
