@@ -50,6 +50,12 @@ def validate_batch(body: Any, project: str) -> tuple[list[tuple[str, bytes]], li
         if isinstance(doc, dict):
             # The collector decides the project: a key belongs to exactly one.
             doc = {**doc, "project": project}
+        # The bytes the merge agent will read: their size is its first check, so here too.
+        value = orjson.dumps(doc)
+        if len(value) > settings.max_event_bytes:
+            detail = f"event has {len(value)} bytes, over {settings.max_event_bytes}"
+            rejected.append({"index": index, "reason": "too_large", "detail": detail})
+            continue
         result = event_from_object(doc, key=None, record_ts_ms=now_ms, check_key=False)
         if isinstance(result, Event):
             # The merge's own verdict on the event as a new request's first: whatever
@@ -61,11 +67,6 @@ def validate_batch(body: Any, project: str) -> tuple[list[tuple[str, bytes]], li
                 result = merged
         if isinstance(result, Rejection):
             rejected.append({"index": index, "reason": result.reason, "detail": result.detail})
-            continue
-        value = orjson.dumps(doc)
-        if len(value) > settings.max_event_bytes:
-            detail = f"event has {len(value)} bytes, over {settings.max_event_bytes}"
-            rejected.append({"index": index, "reason": "too_large", "detail": detail})
             continue
         accepted.append((result.id, value))
     return accepted, rejected
