@@ -113,7 +113,15 @@ def documents(events: list[EventT[bytes]]) -> list[Document]:
     for event in events:
         if event.message.key and event.message.value:
             latest[event.message.key] = event.message.value
-    return [document_from_message(key, value, "events") for key, value in latest.items()]
+    found = []
+    for key, value in latest.items():
+        try:
+            found.append(document_from_message(key, value, "events"))
+        except (ValueError, KeyError, TypeError) as exc:
+            # Not a window (another producer's record on the topic): reported, skipped.
+            health.report_failure("stats-index", f"not a window: {key!r}: {exc}"[:500])
+            log.error("not a stats window, not indexed: key %r: %r", key, exc)
+    return found
 
 
 @app.agent(stats_topic)

@@ -187,11 +187,16 @@ def test_the_newest_total_of_each_window_is_indexed_versioned_by_its_event_count
         event(b"w2", b'{"id":"w2","events":4}'),
         event(b"w1", b'{"id":"w1","events":3}'),
         event(b"w3", None),  # a tombstone: nothing to index
+        event(b"w4", b"[1]"),  # not a window: reported, the others indexed
+        event(b"w5", b'{"id":"w5"}'),
+        event(b"\xff", b'{"id":"w6","events":1}'),
     ]
     assert documents(batch) == [
         ("w1", 3, {"id": "w1", "events": 3}),
         ("w2", 4, {"id": "w2", "events": 4}),
     ]
+    assert "not a window" in health.degraded()["stats-index"]
+    health.report_recovered("stats-index")
 
 
 def test_the_stats_agents_tables_and_pages_are_registered() -> None:
