@@ -93,6 +93,10 @@ class Reports:
         self._write({"recovered": component})
         return True
 
+    def skipped(self, topic: str, partition: int, count: int) -> None:
+        """`health.report_skipped`, sent at once."""
+        self._write({"skipped": [topic, partition, count]})
+
     def send(self) -> None:
         """Send the counts and observations gathered since the last send."""
         if not self.counts and not self.observations:
@@ -132,6 +136,7 @@ def forward_reports(reports: Reports) -> None:
         setattr(metrics, name, _ForwardedMetric(name, reports))
     health.report_failure = reports.failure  # type: ignore[assignment]
     health.report_recovered = reports.recovered  # type: ignore[assignment]
+    health.report_skipped = reports.skipped  # type: ignore[assignment]
 
 
 async def _child(reports: Reports) -> int:
@@ -222,6 +227,9 @@ def _apply(message: dict[str, Any]) -> None:
     if "failure" in message:
         component, reason = message["failure"]
         health.report_failure(str(component), str(reason))
+    if "skipped" in message:
+        topic, partition, count = message["skipped"]
+        health.report_skipped(str(topic), int(partition), int(count))
     if "recovered" in message and health.report_recovered(str(message["recovered"])):
         log.info("%s recovered", message["recovered"])
 

@@ -25,7 +25,15 @@ LogStarts = Callable[..., Awaitable[Mapping[Any, int]]]
 class DeletedRecordsWatch:
     """Per partition (Faust's TP): where reading should go on, and what was counted."""
 
-    def __init__(self, check_every_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        check_every_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        reader: str = "",
+    ):
+        # Who missed the records when it is not the merge: the archive reads on its own.
+        self.reader = reader
         self.check_every_s = check_every_s
         self._clock = clock
         self._checked_at = clock()
@@ -68,13 +76,14 @@ class DeletedRecordsWatch:
             if deleted <= 0:
                 continue
             self._counted_to[tp] = start
+            topic = f"{tp.topic} ({self.reader})" if self.reader else tp.topic
             log.error(
                 "%s[%d]: %d records (offsets %d to %d) were deleted by the broker before "
                 "they were read: the topic's retention is shorter than this worker's lag",
-                tp.topic,
+                topic,
                 tp.partition,
                 deleted,
                 counted_from,
                 start - 1,
             )
-            health.report_skipped(tp.topic, tp.partition, deleted)
+            health.report_skipped(topic, tp.partition, deleted)

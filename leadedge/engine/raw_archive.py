@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from leadedge import health, metrics
 from leadedge.config import Settings
 from leadedge.engine import undecodable
+from leadedge.engine.deleted_records import DeletedRecordsWatch
 from leadedge.rules.archive import PartitionBuffer, hour_of
 from leadedge.rules.models import SourceRecord
 from leadedge.sinks.s3 import S3Sink
@@ -45,9 +46,10 @@ class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
             await self.archive.flush(tp)
+            self.archive.expected.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        await self.archive.expect_committed(assigned)
 
 
 class RawArchive:
@@ -59,6 +61,10 @@ class RawArchive:
         self.client_options = client_options
         self.buffers: dict[TopicPartition, PartitionBuffer] = {}
         self.consumer: AIOKafkaConsumer | None = None
+        # Each partition's next offset to archive: records the broker deleted before the
+        # archive read them are counted, logged and reported, as the merge's are.
+        self.expected: dict[TopicPartition, int] = {}
+        self.deleted = DeletedRecordsWatch(reader="archive")
 
     async def start(self) -> None:
         """Open the S3 client and the archive's consumer."""
@@ -121,8 +127,27 @@ class RawArchive:
         batches = await self.consumer.getmany(timeout_ms=500, max_records=2000)
         for tp, messages in batches.items():
             metrics.agent_records_total.labels("archive", "in").inc(len(messages))
+            if messages:
+                self.deleted.fetched(tp, self.expected.get(tp), messages[0].offset)
+                self.expected[tp] = messages[-1].offset + 1
             await self.add_all(tp, messages)
         await self.flush_aged()
+        if self.deleted.due():
+            consumer = self.consumer
+            await self.deleted.check(
+                {tp: self.expected[tp] for tp in consumer.assignment() if tp in self.expected},
+                lambda *tps: consumer.beginning_offsets(list(tps)),
+            )
+
+    async def expect_committed(self, partitions: list[TopicPartition]) -> None:
+        """Reading goes on at each partition's committed offset (none: nothing expected)."""
+        assert self.consumer is not None
+        for tp in partitions:
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                self.expected.pop(tp, None)
+            else:
+                self.expected[tp] = committed
 
     async def _rewind(self) -> None:
         """Forget every buffer and read each partition again from its committed offset."""
@@ -133,8 +158,10 @@ class RawArchive:
                 committed = await self.consumer.committed(tp)
                 if committed is None:
                     await self.consumer.seek_to_beginning(tp)
+                    self.expected.pop(tp, None)
                 else:
                     self.consumer.seek(tp, committed)
+                    self.expected[tp] = committed
         except Exception:
             # The group moved on (a rebalance): the next assignment sets the positions.
             log.warning("archive: could not rewind; the next assignment will", exc_info=True)

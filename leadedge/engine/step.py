@@ -17,6 +17,7 @@ from typing import Any
 
 from orjson import Fragment, dumps
 
+from leadedge import health
 from leadedge.engine.undecodable import undecodable_reason
 from leadedge.engine.write_back import WriteBackTable
 from leadedge.rules.history import append, chunk_key, entry
@@ -207,19 +208,25 @@ class MergeStep:
                 event_ts_ms=merged.event.ts_ms,
                 record_ts_ms=record.timestamp_ms,
             )
-        except Exception:
+        except Exception as exc:
             where = (record.topic, record.partition, record.offset)
             log.exception("stats failed for %s[%d]@%d", *where)
+            # A count lost: /health says so until the next batch counts (the metric and the
+            # log keep the number and the offsets).
+            health.report_failure("stats-count", f"{type(exc).__name__}: {exc}"[:500])
             return "failed"
 
     def store_count(self, partition: int, count: PartitionCount) -> None:
         """Write a batch's counts to the partials table; its sends wait for a flush."""
         try:
             plan = count.finish()
-        except Exception:
+        except Exception as exc:
             log.exception("stats failed for a batch of partition %d", partition)
+            health.report_failure("stats-count", f"{type(exc).__name__}: {exc}"[:500])
             self.pending.stats_outcomes["failed"] += 1
             return
+        if not self.pending.stats_outcomes.get("failed"):
+            health.report_recovered("stats-count")
         for key, value in plan.writes:
             self.partials.set(partition, key, value)
         self.pending.partials.add(partition, plan.sends)

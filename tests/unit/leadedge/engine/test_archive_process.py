@@ -37,6 +37,7 @@ def clean_health() -> object:
     yield None
     for component in list(health.degraded()):
         health.report_recovered(component)
+    health._skipped.clear()
 
 
 def test_counts_are_summed_between_sends_and_failures_go_out_at_once() -> None:
@@ -81,6 +82,7 @@ def test_in_the_child_the_archive_code_s_metrics_and_health_calls_are_forwarded(
         monkeypatch.setattr(metrics, name, getattr(metrics, name))
     monkeypatch.setattr(health, "report_failure", health.report_failure)
     monkeypatch.setattr(health, "report_recovered", health.report_recovered)
+    monkeypatch.setattr(health, "report_skipped", health.report_skipped)
     out = io.BytesIO()
     reports = Reports(out)
     forward_reports(reports)
@@ -88,6 +90,7 @@ def test_in_the_child_the_archive_code_s_metrics_and_health_calls_are_forwarded(
     metrics.sink_write_seconds.labels("s3").observe(0.25)
     health.report_failure("archive", "NoSuchBucket")
     assert health.report_recovered("archive") is True
+    health.report_skipped("requests (archive)", 3, 7)
     assert lines(out) == [
         {
             "inc": [["agent_records_total", ["archive", "out"], 5]],
@@ -95,6 +98,7 @@ def test_in_the_child_the_archive_code_s_metrics_and_health_calls_are_forwarded(
         },
         {"failure": ["archive", "NoSuchBucket"]},
         {"recovered": "archive"},
+        {"skipped": ["requests (archive)", 3, 7]},
     ]
 
 
@@ -116,6 +120,8 @@ def test_the_worker_applies_the_child_s_reports_to_its_metrics_and_health(
     assert health.degraded() == {"archive": "AccessDenied"}
     archive_process._apply({"recovered": "archive"})
     assert health.degraded() == {}
+    archive_process._apply({"skipped": ["requests (archive)", 3, 7]})
+    assert health.skipped()["requests (archive)[3]"] == 7
 
 
 def child(script: str) -> list[str]:

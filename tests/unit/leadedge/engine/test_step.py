@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from leadedge import health
 from leadedge.engine import step as step_module
 from leadedge.engine.undecodable import UNDECODABLE_HEADER
 from leadedge.engine.write_back import DELETED, encode_value
@@ -191,6 +192,10 @@ def test_a_stats_failure_skips_the_count_but_not_the_merge(
     assert pending.emit == {"x1": 0, "x2": 0}
     [(_, partial)] = pending.partials.take()
     assert partial["events"] == 1
+    # /health names the lost count until a batch counts without one.
+    assert "boom" in health.degraded()["stats-count"]
+    step.apply([record(b'{"id":"x3","source":1}', b"x3", offset=2)])
+    assert "stats-count" not in health.degraded()
 
 
 def test_revoked_partitions_owe_nothing_and_their_changes_are_forgotten() -> None:
