@@ -19,6 +19,8 @@ from faust.transport.drivers.aiokafka import Producer
 from faust.transport.producer import ProducerBuffer
 from faust.types import FutureMessage
 
+from leadedge.exceptions import NotDelivered
+
 # How long one wait for progress lasts before the buffer is checked again.
 _PROGRESS_WAIT_S = 0.1
 
@@ -58,7 +60,7 @@ class DrainingProducerBuffer(ProducerBuffer):
         while self.size or self.sending:
             if self.state != "running":
                 msg = f"cannot flush {self.size} buffered records: the producer is not running"
-                raise RuntimeError(msg)
+                raise NotDelivered(msg)
             self.message_sent.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.message_sent.wait(), timeout=_PROGRESS_WAIT_S)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, Protocol
-
 from leadedge import metrics
+from leadedge.engine.kafka_out import OutRecord
 from leadedge.rules.merge import format_time
 from leadedge.rules.models import Rejection, SourceRecord
 
@@ -53,18 +51,10 @@ def dead_letter(
     return key, value, headers
 
 
-class DeadLetterTopic(Protocol):
-    """What sending a dead letter needs of a Faust topic."""
-
-    async def send(self, *, key: Any, value: Any, headers: Any) -> Any:
-        """Produce one record."""
-        ...
-
-
-async def send_dead_letter(
-    topic: DeadLetterTopic, record: SourceRecord, rejection: Rejection
-) -> None:
-    """Produce the dead letter for `record` and count it by reason."""
+def dead_letter_record(
+    topic: str, record: SourceRecord, rejection: Rejection, now_ms: int
+) -> OutRecord:
+    """The record the flush produces for a rejected one, counted by its reason."""
     metrics.dead_letters_total.labels(rejection.reason).inc()
-    key, value, headers = dead_letter(record, rejection, int(time.time() * 1000))
-    await topic.send(key=key, value=value, headers=headers)
+    key, value, headers = dead_letter(record, rejection, now_ms)
+    return OutRecord(topic, None, key, value, headers)

@@ -40,7 +40,7 @@ import orjson
 from faust.types import TP
 
 from leadedge import metrics
-from leadedge.engine.dead_letters import dead_letter
+from leadedge.engine.dead_letters import dead_letter_record
 from leadedge.engine.kafka_out import KafkaBatchWriter, OutRecord
 from leadedge.engine.step import MergeStep, Pending
 from leadedge.engine.write_back import WriteBackTable, encode_key
@@ -306,10 +306,10 @@ class BatchEngine:
                 documents.append((request_id, int(state[COUNT]), encoded))
                 updated_s.append(state[UPDATED] / 1000)
         now_ms = int(time.time() * 1000)
-        for record, rejection in pending.dead_letters:
-            metrics.dead_letters_total.labels(rejection.reason).inc()
-            key, value, headers = dead_letter(record, rejection, now_ms)
-            records.append(OutRecord(topics.dead_letters, None, key, value, headers))
+        records.extend(
+            dead_letter_record(topics.dead_letters, record, rejection, now_ms)
+            for record, rejection in pending.dead_letters
+        )
         return records, documents, updated_s
 
     def _rejected_documents(
@@ -334,9 +334,7 @@ class BatchEngine:
                 orjson.dumps(merged_request(state)) if state else b"",
             )
             rejection = Rejection("elasticsearch_rejected", repr(error))
-            metrics.dead_letters_total.labels(rejection.reason).inc()
-            key, value, headers = dead_letter(source, rejection, now_ms)
-            records.append(OutRecord(self.topics.dead_letters, None, key, value, headers))
+            records.append(dead_letter_record(self.topics.dead_letters, source, rejection, now_ms))
         return records
 
     def _count(self, pending: Pending) -> None:

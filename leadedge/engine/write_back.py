@@ -20,6 +20,7 @@ import orjson
 import rocksdict
 from faust.types import TP
 
+from leadedge.exceptions import ConfigError
 from leadedge.rules.event_ids import json_default
 
 # A deleted key in a cache: its changelog record is a tombstone.
@@ -62,7 +63,7 @@ def rocksdb_write_batch(store: Any) -> Any:
     """
     if not store.use_rocksdict:
         msg = "leadedge's tables need Faust's rocksdict driver (pip install rocksdict)"
-        raise RuntimeError(msg)
+        raise ConfigError(msg)
     return rocksdict.WriteBatch(raw_mode=True)
 
 

@@ -12,6 +12,7 @@ from faust.types import AppT, FutureMessage
 
 from leadedge.engine.app import app
 from leadedge.engine.changelog_flush import DrainingProducer, DrainingProducerBuffer
+from leadedge.exceptions import NotDelivered
 
 
 class SlowChannel:
@@ -70,7 +71,7 @@ async def test_flush_of_a_stopped_buffer_with_records_raises_instead_of_hanging(
     channel = SlowChannel(delay_s=0.0)
     buffer = new_buffer()
     buffer.put(pending(channel, 1))
-    with pytest.raises(RuntimeError, match="not running"):
+    with pytest.raises(NotDelivered, match="not running"):
         await buffer.flush()
 
 

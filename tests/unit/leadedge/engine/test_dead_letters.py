@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from leadedge import metrics
 from leadedge.engine.dead_letters import (
     HEADER_PREFIX,
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
     dead_letter,
+    dead_letter_record,
 )
 from leadedge.rules.models import Rejection, SourceRecord
 
@@ -44,3 +46,14 @@ def test_a_dead_letter_whose_key_is_too_large_to_produce_is_cut_with_its_size() 
     assert found[HEADER_PREFIX + "key_truncated"] == str(len(huge_key)).encode()
     assert found[HEADER_PREFIX + "truncated"] == str(len(huge_value)).encode()
     assert len(key) + len(value) + sum(len(k) + len(v) for k, v in headers) < 1024 * 1024 - 1024
+
+
+def test_a_dead_letter_record_goes_to_the_dead_letter_topic_counted_by_its_reason() -> None:
+    before = (
+        metrics.registry.get_sample_value("leadedge_dead_letters_total", {"reason": "not_json"})
+        or 0
+    )
+    out = dead_letter_record("requests-dlq", record(b"{"), Rejection("not_json", "bad"), 0)
+    assert (out.topic, out.partition, out.key, out.value) == ("requests-dlq", None, b"abc", b"{")
+    assert dict(out.headers)[HEADER_PREFIX + "reason"] == b"not_json"
+    assert metrics.registry.get_sample_value(*counted) == before + 1
