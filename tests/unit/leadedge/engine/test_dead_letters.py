@@ -49,10 +49,8 @@ def test_a_dead_letter_whose_key_is_too_large_to_produce_is_cut_with_its_size() 
 
 
 def test_a_dead_letter_record_goes_to_the_dead_letter_topic_counted_by_its_reason() -> None:
-    before = (
-        metrics.registry.get_sample_value("leadedge_dead_letters_total", {"reason": "not_json"})
-        or 0
-    )
+    counted = ("leadedge_dead_letters_total", {"reason": "not_json"})
+    before = metrics.registry.get_sample_value(*counted) or 0
     out = dead_letter_record("requests-dlq", record(b"{"), Rejection("not_json", "bad"), 0)
     assert (out.topic, out.partition, out.key, out.value) == ("requests-dlq", None, b"abc", b"{")
     assert dict(out.headers)[HEADER_PREFIX + "reason"] == b"not_json"
