@@ -9,9 +9,8 @@ needs it):
 - quix: quix_eps, the same merge on Quix Streams (bench/peers/quix_merge.py)
 - pure: pure_eps, leadedge's merge functions in a plain loop (no Kafka, no framework)
 - request-length: per-event cost of a request's 1st, 2nd, 100th, 999th and 1,000th event
-  (leadedge's merge functions in a plain loop): does a long request cost more per event?
-- faust-floor: faust_floor_eps, a Faust agent on the same topic that parses and counts
-- faust-floor-write: the same agent also writing one table key per record (cost of a write)
+  (the merge functions in a plain loop): does a long request cost more per event?
+- faust-floor, faust-floor-write: a Faust agent that parses and counts (and writes a key)
 - merge-sinks: the product's `faust -A leadedge worker` (every agent) over the first
   `--sample-events` events
 - freshness: produce-to-searchable p50/p95/p99/max at each of `--rates` for `--duration` s
