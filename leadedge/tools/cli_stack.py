@@ -67,18 +67,19 @@ def stack_status(check: bool) -> None:
 @click.argument("name", type=click.Choice(COMPONENTS))
 def stack_start(name: str) -> None:
     """Start one component (after `stop`)."""
-    try:
-        _stack().start(name)
-    except LeadEdgeError as exc:
-        fail(exc)
+    _on_component("start", name)
 
 
 @stack.command("stop")
 @click.argument("name", type=click.Choice(COMPONENTS))
 def stack_stop(name: str) -> None:
     """Stop one component, e.g. to see how the worker rides out an outage."""
+    _on_component("stop", name)
+
+
+def _on_component(operation: str, name: str) -> None:
     try:
-        _stack().stop(name)
+        getattr(_stack(), operation)(name)
     except LeadEdgeError as exc:
         fail(exc)
 

@@ -115,9 +115,14 @@ class CollectorView(View):
         return self.json({"accepted": len(accepted), "rejected": rejected}, status=202)
 
 
-def _visible(state: dict[str, Any] | None, project: str) -> bool:
+def _requested(request: Request, project: str) -> tuple[str, str, dict[str, Any] | None]:
+    """The id asked for, its table key, and its state when the caller's project has one."""
+    request_id = request.match_info["request_id"]
+    key = request_key(project, request_id)
+    state = merged_requests.get(key)
     # Each project's requests are under their own keys; checked again all the same.
-    return state is not None and state.get("project") == project
+    visible = state is not None and state.get("project") == project
+    return request_id, key, state if visible else None
 
 
 def _not_found(view: View, request_id: str) -> Response:
@@ -134,11 +139,9 @@ class RequestView(View):
         self: View, request: Request, *args: Any, project: str, **params: Any
     ) -> Response:
         """Answer from the local table partition that owns the id."""
-        request_id = request.match_info["request_id"]
-        state = merged_requests.get(request_key(project, request_id))
-        if not _visible(state, project):
+        request_id, _, state = _requested(request, project)
+        if state is None:
             return _not_found(self, request_id)
-        assert state is not None
         return self.json(merged_request(state))
 
 
@@ -152,16 +155,13 @@ class HistoryView(View):
         self: View, request: Request, *args: Any, project: str, **params: Any
     ) -> Response:
         """The latest events (at least LEADEDGE_HISTORY_LENGTH), saying how many were dropped."""
-        request_id = request.match_info["request_id"]
         offset = int_param(request, "offset", 0, 0, 10**9)
         limit = int_param(request, "limit", MAX_PAGE, 0, MAX_PAGE)
         if isinstance(offset, str) or isinstance(limit, str):
             return error(self, 400, str(offset if isinstance(offset, str) else limit))
-        key = request_key(project, request_id)
-        state = merged_requests.get(key)
-        if not _visible(state, project):
+        request_id, key, state = _requested(request, project)
+        if state is None:
             return _not_found(self, request_id)
-        assert state is not None
         total = state.get(SEQUENCE, 0)
         events: list[dict[str, Any]] = []
         for chunk in chunks_to_read(state, settings.history_length):

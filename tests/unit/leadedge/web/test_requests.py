@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
+import pytest
+from aiohttp.test_utils import make_mocked_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadedge.engine.app import app, wiring
 from leadedge.engine.app import settings as config
-from leadedge.engine.app import wiring
+from leadedge.exceptions import NotDelivered
 from leadedge.rules.enrich import Enricher
-from leadedge.rules.models import Rejection, SourceRecord
+from leadedge.rules.history import append, entry
+from leadedge.rules.models import Rejection, SourceRecord, request_key
 from leadedge.rules.processing import Merged, RecordProcessor
-from leadedge.web.requests import validate_batch
+from leadedge.tables.merged_requests import merged_requests
+from leadedge.web.requests import CollectorView, HistoryView, RequestView, validate_batch
 
 
 def test_the_collector_refuses_what_the_merge_would_with_the_same_reason() -> None:
@@ -102,3 +109,139 @@ def test_what_the_collector_accepts_the_merge_applies_and_what_it_refuses_the_me
         assert outcome.reason != "internal_error"
         if outcome.reason != "key_mismatch":  # the key is the collector's own choice
             assert outcome.reason == refusal["reason"], (outcome, refusal)
+
+
+# The views, called past the gate and the routing (tested in gate/ and test_routing.py).
+
+
+class Posted:
+    """What `CollectorView.post` reads of a request: its headers and body."""
+
+    def __init__(self, body: bytes, content_type: str = "application/json") -> None:
+        self.headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        self.body = body
+
+    async def read(self) -> bytes:
+        return self.body
+
+
+class Producer:
+    """The collector's producer: delivers, or refuses as Kafka away would."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.delivered: list[tuple[bytes, bytes]] = []
+
+    async def deliver(self, records: list[tuple[bytes, bytes]], timeout_s: float) -> None:
+        if self.refuse:
+            raise NotDelivered("Kafka did not acknowledge 1 event within 4 s")
+        self.delivered.extend(records)
+
+
+def raw(handler: Any) -> Any:
+    """The view's own handler, under its decorators."""
+    while hasattr(handler, "__wrapped__"):
+        handler = handler.__wrapped__
+    return handler
+
+
+async def post(body: Any, content_type: str = "application/json") -> tuple[int, Any, Any]:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    view = CollectorView(app, app.web)
+    response = await raw(CollectorView.post)(view, Posted(data, content_type), project="alpha")
+    return response.status, orjson.loads(response.body), response.headers
+
+
+async def test_a_post_answers_202_once_kafka_has_every_accepted_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = Producer()
+    monkeypatch.setattr(wiring, "collector_producer", producer)
+    status, answer, _ = await post([{"id": "a", "clicks": "+1"}, {"clicks": "+1"}])
+    assert (status, answer["accepted"]) == (202, 1)
+    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == [(1, "missing_id")]
+    [(key, value)] = producer.delivered
+    assert key == b"a" and orjson.loads(value) == {"id": "a", "clicks": "+1", "project": "alpha"}
+
+
+async def test_a_post_kafka_did_not_acknowledge_gets_503_with_retry_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wiring, "collector_producer", Producer(refuse=True))
+    status, answer, headers = await post({"id": "a"})
+    assert status == 503 and headers["Retry-After"]
+    assert "retry" in answer["error"] and "acknowledge" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "says"),
+    [
+        (b'{"id":"a"}', "text/plain", 415, "application/json"),
+        (b"{", "application/json", 400, "not JSON"),
+        (b"[]", "application/json", 400, "no event"),
+        (orjson.dumps([{"id": "a"}] * 501), "application/json", 413, "over 500"),
+    ],
+)
+async def test_a_post_that_cannot_be_read_as_events_gets_a_4xx_saying_why(
+    monkeypatch: pytest.MonkeyPatch, body: bytes, content_type: str, status: int, says: str
+) -> None:
+    producer = Producer()
+    monkeypatch.setattr(wiring, "collector_producer", producer)
+    answered, answer, _ = await post(body, content_type)
+    assert answered == status and says in answer["error"]
+    assert producer.delivered == []
+
+
+@pytest.fixture()
+def stored() -> Iterator[dict[str, Any]]:
+    """One request of project alpha in the table, merged from three events."""
+    processor = RecordProcessor(wiring.merge_rules, Enricher(None), max_event_bytes=65536)
+    state = None
+    for offset, event in enumerate([{"clicks": "+1"}, {"clicks": "+2"}, {"n": 1}]):
+        value = orjson.dumps({"id": "r1", "project": "alpha", **event})
+        record = SourceRecord("requests", 0, offset, 1_767_225_600_000, b"r1", value)
+        outcome = processor.process(record, lambda key, state=state: state)
+        assert isinstance(outcome, Merged)
+        state = outcome.state
+        # As the engine's step keeps the timeline: the open chunk in the state.
+        append(state, entry(outcome.event, record), 1000)
+    assert state is not None
+    key = request_key("alpha", "r1")
+    merged_requests.data[key] = state
+    yield state
+    merged_requests.data.pop(key, None)
+
+
+def lookup(path: str, **query: str) -> Any:
+    return make_mocked_request("GET", path + ("?" + urlencode(query) if query else ""))
+
+
+async def test_a_lookup_answers_the_merged_request_of_the_callers_project_only(
+    stored: dict[str, Any],
+) -> None:
+    view = RequestView(app, app.web)
+    get = raw(RequestView.get)
+    request = lookup("/requests/r1")
+    request.match_info["request_id"] = "r1"
+    response = await get(view, request, project="alpha")
+    assert response.status == 200 and orjson.loads(response.body)["clicks"] == 3
+    for project in ("beta", "default"):
+        response = await get(view, request, project=project)
+        assert response.status == 404 and "r1" in orjson.loads(response.body)["error"]
+
+
+async def test_a_history_page_lists_the_applied_events_and_refuses_a_bad_parameter(
+    stored: dict[str, Any],
+) -> None:
+    view = HistoryView(app, app.web)
+    get = raw(HistoryView.get)
+    request = lookup("/requests/r1/history", offset="1", limit="1")
+    request.match_info["request_id"] = "r1"
+    answer = orjson.loads((await get(view, request, project="alpha")).body)
+    assert (answer["id"], answer["total"], answer["dropped"]) == ("r1", 3, 0)
+    [second] = answer["events"]
+    assert (second["offset"], second["fields"]) == (1, {"clicks": "+2"})
+    bad = lookup("/requests/r1/history", limit="\u00b2")
+    bad.match_info["request_id"] = "r1"
+    response = await get(view, bad, project="alpha")
+    assert response.status == 400 and "limit" in orjson.loads(response.body)["error"]
