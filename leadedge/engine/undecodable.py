@@ -12,7 +12,9 @@ no value, the header `UNDECODABLE_HEADER` saying why), and the fetch goes on wit
 next batch. The merge turns each placeholder into a dead letter (`undecodable_record`)
 and the archive stores a line saying what the offset held, so every offset is accounted
 for. A corrupt batch's header cannot be trusted: the next batch's base offset bounds it
-when the same fetch holds one; otherwise it is accounted for one offset per fetch.
+when the same fetch holds one; otherwise it is accounted for one offset per fetch. Bytes
+the client cannot even frame as a batch (a corrupt length) end the fetch with one
+placeholder at the offset they start from, and are accounted for the same way.
 
 Installed by replacing the name `PartitionRecords` in `aiokafka.consumer.fetcher`
 (aiokafka 0.14, pinned; `tests/unit/leadedge/engine/test_undecodable.py` checks the
@@ -136,6 +138,32 @@ class CheckedBatch:
             yield from _placeholders(next_offset, end, int(batch.first_timestamp), reason)
 
 
+class UnframedBatch:
+    """Where the client cannot even find a batch's bounds: one offset, as a placeholder.
+
+    The fetch ends there; the next one starts an offset further and meets the same bytes,
+    so the batch is accounted for one offset per fetch, as a corrupt last batch is.
+    """
+
+    is_control_batch = False
+    is_transactional = False
+    producer_id = None
+
+    def __init__(self, offset: int, reason: str) -> None:
+        self.base_offset = offset
+        self.next_offset = offset + 1
+        self._reason = reason
+
+    def validate_crc(self) -> bool:
+        """Nothing to check: it is read as a placeholder."""
+        return True
+
+    def __iter__(self) -> Iterator[Placeholder]:
+        return _placeholders(
+            self.base_offset, self.next_offset, int(time.time() * 1000), self._reason
+        )
+
+
 def _placeholders(first: int, end: int, timestamp: int, reason: str) -> Iterator[Placeholder]:
     log.error("%s; offsets %d..%d become dead letters", reason, first, end - 1)
     for offset in range(first, end):
@@ -149,9 +177,14 @@ class CheckedRecords:
         self._records = records
         self._fetch_offset = fetch_offset
         self._ahead: Any = None
+        # The offset after the last batch given out, and whether framing failed.
+        self._position = fetch_offset
+        self._unframed = False
 
     def has_next(self) -> bool:
         """Whether a batch is left."""
+        if self._unframed:
+            return False
         return self._ahead is not None or bool(self._records.has_next())
 
     def size_in_bytes(self) -> int:
@@ -166,7 +199,16 @@ class CheckedRecords:
 
     def next_batch(self) -> Any:
         """The next batch, checked; None past the last."""
-        batch = self._take()
+        if self._unframed:
+            return None
+        try:
+            batch = self._take()
+        except Exception as exc:
+            # The bytes hold no batch the client can frame (a corrupt length): the rest of
+            # this fetch cannot be read.
+            self._unframed = True
+            reason = f"no record batch can be read at offset {self._position}: {exc}"
+            return UnframedBatch(self._position, reason)
         if batch is None:
             return None
         # The next batch, read ahead: its base offset bounds a corrupt one. One the client
@@ -176,7 +218,9 @@ class CheckedRecords:
         except Exception:
             self._ahead = None
         end = int(self._ahead.base_offset) if self._ahead is not None else None
-        return CheckedBatch(batch, self._fetch_offset, end)
+        checked = CheckedBatch(batch, self._fetch_offset, end)
+        self._position = max(self._position, checked.next_offset)
+        return checked
 
 
 # The topics read through `CheckedRecords`. Only input topics whose readers turn a

@@ -155,3 +155,21 @@ def test_a_corrupt_last_batch_is_accounted_for_one_offset_per_fetch_never_past_i
     # Each next fetch starts one further and answers the same batch: one more offset each.
     for offset in (4, 5):
         assert [o for o, _, _ in consumed(corrupt, fetch_offset=offset)] == [offset]
+
+
+def test_bytes_the_client_cannot_frame_as_a_batch_are_accounted_for_one_offset_per_fetch() -> None:
+    unframed = batch(3, 3)
+    struct.pack_into(">i", unframed, 8, 5)  # a batch length under any batch's header
+    out = consumed(batch(0, 3), unframed, batch(6, 2))
+    assert [(offset, why is not None) for offset, _, why in out] == [
+        (0, False),
+        (1, False),
+        (2, False),
+        (3, True),
+    ]
+    assert "no record batch can be read at offset 3" in str(out[3][2])
+    # The next fetch starts one further and meets the same bytes: one more offset each.
+    for offset in (4, 5):
+        assert [(o, why is not None) for o, _, why in consumed(unframed, fetch_offset=offset)] == [
+            (offset, True)
+        ]
