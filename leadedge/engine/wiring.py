@@ -19,6 +19,7 @@ from leadedge.gate.auth import ApiKeys
 from leadedge.rules.enrich import Enricher
 from leadedge.rules.merge import MergeRules
 from leadedge.rules.processing import RecordProcessor
+from leadedge.rules.validate import REPLAYED_TS_BYTES
 from leadedge.sinks.elasticsearch import ElasticsearchSink
 from leadedge.sinks.es_mapping import requests_index_from_settings
 from leadedge.sinks.es_stats import stats_index_from_settings
@@ -64,8 +65,12 @@ class Wiring:
         enricher = Enricher.from_database(
             settings.geoip_db, settings.ipaddress_field, settings.useragent_field
         )
+        # The merge takes an event a little over the limit the collector holds to:
+        # `leadedge replay` adds its archived time as `ts` to an event that had none, and
+        # an event the collector accepted must not be refused when it is replayed.
+        max_event_bytes = settings.max_event_bytes + REPLAYED_TS_BYTES
         return RecordProcessor(
-            self.merge_rules, enricher, settings.max_event_bytes, settings.max_state_bytes
+            self.merge_rules, enricher, max_event_bytes, settings.max_state_bytes
         )
 
     # Sinks and readers.

@@ -28,6 +28,9 @@ MAX_KEY_BYTES = 512
 # Tenant names: what a key is issued for and what the collector stamps on each event.
 PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_DEPTH = 16
+# What `leadedge replay` may add to an event without `ts`: `,"ts":` and up to 20 digits.
+REPLAYED_TS_BYTES = 32
+
 RESERVED_FIELDS = frozenset({"created_at", "updated_at", "event_count", "geo", "user_agent"})
 BOOKKEEPING_FIELDS = frozenset({"id", "ts", "event_id", "project"})
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from leadedge.engine.wiring import Wiring
+from leadedge.rules.models import Rejection, SourceRecord
+from leadedge.rules.processing import Merged
 from tests.unit.leadedge.settings_env import settings_with
 
 
@@ -44,6 +47,22 @@ def test_the_collector_checks_events_with_the_rules_the_merge_applies(
     assert wiring.merge_rules.counter_fields == frozenset({"clicks", "views"})
     assert processor.rules is wiring.merge_rules
     assert wiring.collector_producer.topic == wiring.settings.requests_topic
+
+
+def test_an_event_the_collector_took_is_merged_when_replay_adds_its_ts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wiring = Wiring(settings_with(monkeypatch, max_event_bytes="1000"))
+    processor = wiring.record_processor()
+    event = {"id": "r", "pad": ""}
+    event["pad"] = "x" * (1000 - len(orjson.dumps(event)))
+    assert len(orjson.dumps(event)) == 1000  # the most the collector takes
+    replayed = orjson.dumps({**event, "ts": 1_767_225_600_000})
+    record = SourceRecord("requests", 0, 0, 1_767_225_600_000, b"r", replayed)
+    assert isinstance(processor.process(record, lambda key: None), Merged)
+    too_large = SourceRecord("requests", 0, 1, 0, b"r", replayed + b" " * 32)
+    outcome = processor.process(too_large, lambda key: None)
+    assert isinstance(outcome, Rejection) and outcome.reason == "too_large"
 
 
 def test_objects_are_built_once_and_only_when_first_used(monkeypatch: pytest.MonkeyPatch) -> None:
