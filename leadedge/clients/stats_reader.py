@@ -28,12 +28,16 @@ class StatsReader:
         return self._client
 
     async def windows(self, project: str, since_ms: int) -> list[dict[str, Any]]:
-        """The project's windows that start at or after `since_ms`, oldest first."""
+        """The project's windows that start at or after `since_ms`, oldest first.
+
+        At most the newest 10,000 (a search's page): a long range of many sources loses
+        its oldest windows, never its newest.
+        """
         try:
             answer = await self.client.search(
                 index=self.alias,
                 size=10_000,
-                sort=[{"@timestamp": "asc"}],
+                sort=[{"@timestamp": "desc"}],
                 query={
                     "bool": {
                         "filter": [
@@ -45,7 +49,7 @@ class StatsReader:
             )
         except NotFoundError:
             return []  # no window indexed yet: the alias does not exist
-        return [hit["_source"] for hit in answer["hits"]["hits"]]
+        return [hit["_source"] for hit in reversed(answer["hits"]["hits"])]
 
     async def close(self) -> None:
         """Close the client if it was opened."""

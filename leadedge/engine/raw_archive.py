@@ -91,12 +91,21 @@ class RawArchive:
         self.consumer.subscribe([settings.requests_topic], listener=_FlushOnRevoke(self))
 
     async def stop(self) -> None:
-        """Store what is buffered, commit it, then close: a graceful stop loses nothing."""
-        if self.consumer is not None:
-            for tp in list(self.buffers):
-                await self.flush(tp)
-            await self.consumer.stop()
-        await self.sink.stop()
+        """Store what is buffered, commit it, then close: a graceful stop loses nothing.
+
+        The clients are closed even when the last store fails (S3 away at shutdown): what
+        was not stored is read again from the committed offsets by the next archive.
+        """
+        try:
+            if self.consumer is not None:
+                for tp in list(self.buffers):
+                    await self.flush(tp)
+        finally:
+            try:
+                if self.consumer is not None:
+                    await self.consumer.stop()
+            finally:
+                await self.sink.stop()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Read and store until `stopping` is set; errors are reported, never raised.

@@ -68,6 +68,18 @@ _STATS = {
     },
 }
 
+# With keys on, the report page and what it loads take the key as a bearer token or as
+# the password of HTTP Basic (what a browser can send).
+_KEY_OR_PASSWORD: list[dict[str, list[str]]] = [{"bearer": []}, {"basic": []}]
+_PAGE: dict[str, Any] = {
+    "summary": "The live report page",
+    "security": _KEY_OR_PASSWORD,
+    "responses": {
+        "200": {"description": "HTML", "content": {"text/html": {}}},
+        "401": _ERROR,
+    },
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -76,7 +88,11 @@ OPENAPI: dict[str, Any] = {
         "description": "Merged requests from request-history events.",
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            # How a browser opens the report page: the key as the password.
+            "basic": {"type": "http", "scheme": "basic"},
+        },
     },
     "security": [{"bearer": []}],
     "paths": {
@@ -234,18 +250,25 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
-        "/": {
+        "/": {"get": _PAGE},
+        "/report": {"get": _PAGE},
+        "/static/chart.umd.min.js": {
             "get": {
-                "summary": "The live report page",
-                "security": [],
-                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+                "summary": "The chart library the report page loads",
+                "security": _KEY_OR_PASSWORD,
+                "responses": {
+                    "200": {"description": "JavaScript", "content": {"text/javascript": {}}},
+                    "401": _ERROR,
+                },
             }
         },
-        "/report": {
+        "/openapi.json": {
             "get": {
-                "summary": "The live report page",
-                "security": [],
-                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+                "summary": "This document",
+                "responses": {
+                    "200": {"description": "OpenAPI 3", "content": {"application/json": {}}},
+                    "401": _ERROR,
+                },
             }
         },
     },

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
+from botocore.exceptions import ClientError
 
 from leadedge import health
 from leadedge.engine import raw_archive
@@ -142,6 +143,11 @@ def build(
     return archive
 
 
+def name(hour: str, first_offset: int) -> str:
+    """The name of partition 0's object that starts at `first_offset`."""
+    return f"{hour}+0+{first_offset:020d}.ndjson.gz"
+
+
 def lines(body: bytes) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in gzip.decompress(body).splitlines()]
 
@@ -163,12 +169,12 @@ async def test_records_become_one_object_per_hour_and_size_each_committed_once_s
     archive = build(monkeypatch, sink, FakeConsumer(events, {P0: log}))
     await archive.consume_once()
     assert events == [
-        ("write", f"{HOUR_22}+0+00000000000000000000.ndjson.gz"),
+        ("write", name(HOUR_22, 0)),
         ("commit", {P0: 2}),
-        ("write", f"{HOUR_22}+0+00000000000000000002.ndjson.gz"),
+        ("write", name(HOUR_22, 2)),
         ("commit", {P0: 4}),
         # The hour turned: offset 4 goes alone, offset 5 waits in the next hour's object.
-        ("write", f"{HOUR_22}+0+00000000000000000004.ndjson.gz"),
+        ("write", name(HOUR_22, 4)),
         ("commit", {P0: 5}),
     ]
     assert [offsets(body) for _, body in sink.objects] == [[0, 1], [2, 3], [4]]
@@ -181,10 +187,7 @@ async def test_records_become_one_object_per_hour_and_size_each_committed_once_s
         "value": {"id": "r1", "pad": "x" * 600},
     }
     await archive.stop()
-    assert events[-4:-2] == [
-        ("write", f"{HOUR_23}+0+00000000000000000005.ndjson.gz"),
-        ("commit", {P0: 6}),
-    ]
+    assert events[-4:-2] == [("write", name(HOUR_23, 5)), ("commit", {P0: 6})]
 
 
 async def test_odd_keys_values_and_undecodable_offsets_each_get_a_line_saying_what_they_held(
@@ -200,7 +203,7 @@ async def test_odd_keys_values_and_undecodable_offsets_each_get_a_line_saying_wh
     await archive.consume_once()
     await archive.stop()
     [(key, body)] = sink.objects
-    assert key == f"{HOUR_22}+0+00000000000000000000.ndjson.gz"
+    assert key == name(HOUR_22, 0)
     base = {"topic": "requests", "partition": 0, "timestamp": NOW_MS}
     assert lines(body) == [
         {**base, "offset": 0, "key_b64": "//4=", "raw": "not json"},
@@ -219,15 +222,27 @@ async def test_a_graceful_stop_stores_what_is_buffered_and_commits_it_before_clo
     await archive.consume_once()
     assert events == []  # under the size limit and younger than archive_max_age_s
     await archive.stop()
-    key = f"{HOUR_22}+0+00000000000000000000.ndjson.gz"
     assert events == [
-        ("write", key),
+        ("write", name(HOUR_22, 0)),
         ("commit", {P0: 3}),
         ("consumer stop", None),
         ("sink stop", None),
     ]
     assert offsets(sink.objects[0][1]) == [0, 1, 2]
     assert archive.buffers == {}
+
+
+async def test_a_stop_whose_last_store_fails_still_closes_both_clients_uncommitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: Events = []
+    sink = RecordingSink(events, client_error(503))  # S3 away at shutdown
+    archive = build(monkeypatch, sink, FakeConsumer(events, {P0: [record(b"{}", b"a")]}))
+    await archive.consume_once()
+    with pytest.raises(ClientError):
+        await archive.stop()
+    # Nothing committed: the next archive reads the record again from the last commit.
+    assert events == [("consumer stop", None), ("sink stop", None)]
 
 
 async def test_a_buffer_older_than_the_age_limit_is_stored_even_with_no_new_records(
@@ -245,7 +260,7 @@ async def test_a_buffer_older_than_the_age_limit_is_stored_even_with_no_new_reco
     assert sink.objects == []
     now[0] += 0.5
     await archive.consume_once()
-    assert events == [("write", f"{HOUR_22}+0+00000000000000000007.ndjson.gz"), ("commit", {P0: 8})]
+    assert events == [("write", name(HOUR_22, 7)), ("commit", {P0: 8})]
 
 
 async def test_an_s3_failure_is_reported_drops_the_buffers_rewinds_and_then_recovers(
@@ -259,13 +274,10 @@ async def test_an_s3_failure_is_reported_drops_the_buffers_rewinds_and_then_reco
     consumer = FakeConsumer(events, logs, fetch_size=2)
     archive = build(monkeypatch, sink, consumer)
     await asyncio.wait_for(archive.run(consumer.idle), 5)
-    assert events[:2] == [("write", f"{HOUR_22}+0+00000000000000000000.ndjson.gz"), ("commit", {P0: 2})]
+    assert events[:2] == [("write", name(HOUR_22, 0)), ("commit", {P0: 2})]
     # Rewound to the committed offsets: partition 1 never committed reads from its start.
     assert set(events[2:4]) == {("seek", (P0, 2)), ("seek to beginning", P1)}
-    assert events[4:] == [
-        ("write", f"{HOUR_22}+0+00000000000000000002.ndjson.gz"),
-        ("commit", {P0: 4}),
-    ]
+    assert events[4:] == [("write", name(HOUR_22, 2)), ("commit", {P0: 4})]
     failed = [seen for seen in consumer.degraded_seen if "archive" in seen]
     assert len(failed) == 1
     assert failed[0]["archive"].startswith("ClientError: ") and "403" in failed[0]["archive"]

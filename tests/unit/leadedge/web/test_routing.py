@@ -20,6 +20,7 @@ import leadedge.web.routing as routing
 from leadedge.engine.app import app, settings
 from leadedge.rules.partitioning import partition_of
 from leadedge.tables.merged_requests import merged_requests
+from leadedge.web.common import recovery
 from leadedge.web.requests import RequestView
 from leadedge.web.routing import (
     FORWARDED,
@@ -189,14 +190,18 @@ def error_of(response: Response) -> str:
 
 
 async def test_a_worker_that_is_not_ready_answers_503_naming_what_it_waits_for(
-    forwards: list[tuple[View, Any, URL]],
+    monkeypatch: pytest.MonkeyPatch, forwards: list[tuple[View, Any, URL]]
 ) -> None:
-    # The worker has not started: no assignment, no recovery (the real readiness check).
+    # The real readiness check: no first recovery yet, and a rebalance under way.
+    monkeypatch.setattr(recovery(), "completed", asyncio.Event())
+    monkeypatch.setattr(app, "rebalancing", True)
     ran: Ran = []
     response = await routed(ran)(view(), asking("r1"))
     assert response.status == 503 and response.headers["Retry-After"] == "1"
-    assert error_of(response).startswith("not ready: waiting for ")
-    assert "the first partition assignment and table recovery" in error_of(response)
+    assert error_of(response) == (
+        "not ready: waiting for the first partition assignment and table recovery; "
+        "the consumer group to finish rebalancing"
+    )
     assert ran == [] and forwards == []
 
 
