@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -57,7 +58,13 @@ class EventProducer:
                 acks="all",
                 linger_ms=5,
             )
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                # Timed out or refused while connecting: close what it opened, or each
+                # retry would leave a client behind.
+                await asyncio.shield(producer.stop())
+                raise
             self._producer = producer
 
     @property
@@ -84,7 +91,11 @@ class EventProducer:
         deadline = loop.time() + timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                await self.start()
+                try:
+                    await self.start()
+                except KafkaError as exc:
+                    msg = f"Kafka could not be reached: {exc}"
+                    raise NotDelivered(msg) from exc
                 deliveries = [
                     await self.producer.send(self.topic, value, key=key) for key, value in records
                 ]
@@ -98,13 +109,16 @@ class EventProducer:
             return
         # Waited for, not cancelled: the producer keeps retrying what it already holds.
         done, pending = await asyncio.wait(deliveries, timeout=max(deadline - loop.time(), 0))
+        failures = [delivery.exception() for delivery in done if delivery.exception()]
+        for delivery in pending:
+            # Read when it ends, so a late refusal is not reported as never retrieved.
+            delivery.add_done_callback(_retrieve)
         if pending:
             msg = (
                 f"Kafka acknowledged {len(done)} of {len(deliveries)} records "
                 f"within {timeout_s:g} s"
             )
             raise NotDelivered(msg)
-        failures = [delivery.exception() for delivery in done if delivery.exception()]
         if failures:
             msg = f"Kafka refused {len(failures)} of {len(deliveries)} records: {failures[0]}"
             raise NotDelivered(msg)
@@ -118,3 +132,8 @@ class EventProducer:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+def _retrieve(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled():
+        delivery.exception()

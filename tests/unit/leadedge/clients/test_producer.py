@@ -179,14 +179,19 @@ async def test_a_send_that_fails_or_never_returns_raises_not_delivered(
 async def test_a_client_that_cannot_connect_in_time_is_not_delivered_either(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    made: list[FakeProducer] = []
+
     class Unreachable(FakeProducer):
         async def start(self) -> None:
+            made.append(self)
             raise KafkaConnectionError("Unable to bootstrap from broker:9092")
 
     monkeypatch.setattr(producer_module, "AIOKafkaProducer", Unreachable)
     producer = EventProducer("broker:9092", TOPIC)
-    with pytest.raises(NotDelivered, match="Unable to bootstrap from broker:9092"):
+    with pytest.raises(NotDelivered, match="could not be reached.*Unable to bootstrap"):
         await producer.deliver(RECORDS, timeout_s=1)
+    # The client that could not connect is closed, not left behind.
+    assert [client.stopped for client in made] == [True]
     with pytest.raises(LeadEdgeError):
         await producer.flush()
 
