@@ -188,7 +188,7 @@ async def test_a_client_that_cannot_connect_in_time_is_not_delivered_either(
 
     monkeypatch.setattr(producer_module, "AIOKafkaProducer", Unreachable)
     producer = EventProducer("broker:9092", TOPIC)
-    with pytest.raises(NotDelivered, match="could not be reached.*Unable to bootstrap"):
+    with pytest.raises(NotDelivered, match=r"could not be reached.*Unable to bootstrap"):
         await producer.deliver(RECORDS, timeout_s=1)
     # The client that could not connect is closed, not left behind.
     assert [client.stopped for client in made] == [True]
