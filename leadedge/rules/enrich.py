@@ -39,7 +39,9 @@ class SizedCache(Generic[V]):
 
     def __init__(self, compute: Callable[[str], V], max_bytes: int = CACHE_BYTES) -> None:
         self._compute = compute
-        self._largest = max(max_bytes // 1000, ENTRY_OVERHEAD_BYTES + 256)
+        # Never above the bound itself: an entry larger than the whole cache is refused
+        # by it (a small bound would otherwise fail at the first insert).
+        self._largest = min(max(max_bytes // 1000, ENTRY_OVERHEAD_BYTES + 256), max_bytes)
         self._entries: LRUCache[str, tuple[int, V]] = LRUCache(
             maxsize=max_bytes, getsizeof=lambda entry: entry[0]
         )

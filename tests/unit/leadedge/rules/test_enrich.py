@@ -157,3 +157,10 @@ def test_the_enrichment_caches_stay_within_their_bytes_however_long_the_keys() -
     assert cache(huge) == {"original": huge}
     assert calls[-2:] == [huge, huge]
     assert cache.bytes <= 1024 * 1024
+
+
+def test_a_cache_smaller_than_one_entry_answers_without_holding_anything() -> None:
+    cache = SizedCache(lambda key: key.upper(), max_bytes=500)
+    assert cache("a" * 300) == "A" * 300  # over the whole bound: answered, not held
+    assert cache("b") == "B"
+    assert cache.bytes <= 500
