@@ -32,6 +32,7 @@ from tests.unit.leadedge.engine.fakes import (
     HISTORY_CHANGELOG,
     MERGED_CHANGELOG,
     REQUESTS,
+    FailsOnce,
     Harness,
     RecordingElasticsearch,
     RecordingKafka,
@@ -157,15 +158,7 @@ async def test_a_type_conflict_rejects_the_whole_event(merge: Harness) -> None:
 async def test_an_internal_error_goes_to_the_dead_letters_and_the_merge_keeps_going(
     merge: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = merge.step.processor.process_event
-    calls: list[int] = []
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("boom")
-        return original(*args, **kwargs)
-
+    broken = FailsOnce(merge.step.processor.process_event)
     monkeypatch.setattr(merge.step.processor, "process_event", broken)
     assert await merge.run(
         [record(b'{"id":"i1"}', b"i1", offset=0), record(b'{"id":"i2"}', b"i2", offset=1)]

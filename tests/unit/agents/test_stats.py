@@ -26,7 +26,7 @@ from leadedge.engine.app import app, stats_topic
 from leadedge.rules import stats_state
 from leadedge.tables.request_stats import request_stats, stats_partials
 from tests.unit.agents.fixtures import RecordingTopic
-from tests.unit.leadedge.engine.fakes import build, record
+from tests.unit.leadedge.engine.fakes import FailsOnce, build, record
 
 
 @pytest.fixture()
@@ -94,15 +94,7 @@ async def test_partials_become_totals_published_by_window(sent: RecordingTopic) 
 async def test_an_exception_does_not_escape_the_totals_loop(
     sent: RecordingTopic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[int] = []
-    original = stats_state.plan_total
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("boom")
-        return original(*args, **kwargs)
-
+    broken = FailsOnce(stats_state.plan_total)
     monkeypatch.setattr("leadedge.agents.stats.plan_total", broken)
     partials = await partials_of((b"x1", b'{"id":"x1","source":1}'))
     async with total_stats.test_context() as agent:
@@ -111,7 +103,7 @@ async def test_an_exception_does_not_escape_the_totals_loop(
         assert "boom" in health.degraded()["stats-totals"]
         await agent.put(partials[0][1], key=partials[0][0])
     assert "stats-totals" not in health.degraded()
-    assert len(calls) == 2
+    assert broken.calls == 2
     [published] = sent.records
     assert orjson.loads(published["value"])["events"] == 1
 

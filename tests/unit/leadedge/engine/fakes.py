@@ -270,3 +270,17 @@ async def eventually(condition: Any, timeout_s: float = 2.0) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("the condition never held")
+
+
+class FailsOnce:
+    """Stands in for `original`: its first call raises RuntimeError("boom"), later ones pass."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("boom")
+        return self.original(*args, **kwargs)

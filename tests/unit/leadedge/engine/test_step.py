@@ -16,7 +16,7 @@ from leadedge.rules.merge import COUNT, format_time
 from leadedge.rules.models import SourceRecord
 from leadedge.rules.stats import WINDOW_MS, window_start
 from leadedge.rules.stats_state import clock_key, partial_key
-from tests.unit.leadedge.engine.fakes import NOW_MS, build, record, records
+from tests.unit.leadedge.engine.fakes import NOW_MS, FailsOnce, build, record, records
 
 WINDOW = f"default|web|{format_time(window_start(NOW_MS))}"
 WINDOW_OF_UNKNOWN = f"default|unknown|{format_time(window_start(NOW_MS))}"
@@ -82,15 +82,7 @@ def test_an_internal_error_becomes_a_dead_letter_and_the_next_record_still_merge
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     step = build().step
-    original = step.processor.process_event
-    calls: list[int] = []
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("boom")
-        return original(*args, **kwargs)
-
+    broken = FailsOnce(step.processor.process_event)
     monkeypatch.setattr(step.processor, "process_event", broken)
     step.apply([record(b'{"id":"i1"}', b"i1", offset=0), record(b'{"id":"i2"}', b"i2", offset=1)])
     pending = step.take()
@@ -170,15 +162,7 @@ async def test_kept_partials_are_sent_again_once_a_partition_is_read_once() -> N
 def test_a_stats_failure_skips_the_count_but_not_the_merge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = step_module.count_applied
-    calls: list[int] = []
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("boom")
-        return original(*args, **kwargs)
-
+    broken = FailsOnce(step_module.count_applied)
     monkeypatch.setattr(step_module, "count_applied", broken)
     step = build().step
     step.apply(

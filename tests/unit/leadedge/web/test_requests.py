@@ -69,7 +69,7 @@ VALUES = st.recursive(
 IDS = st.one_of(
     st.text(min_size=0, max_size=300),
     st.sampled_from(["ok", "ctl\u0007", "\u00e9" * 256, "a|b"]),
-    st.integers(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
     st.none(),
     st.booleans(),
 )
